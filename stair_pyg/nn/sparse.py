@@ -9,8 +9,13 @@ from __future__ import annotations
 
 from typing import Optional, Tuple
 
+import warnings
+
 import torch
 from torch import Tensor
+
+# CSR is the layout this module is built on; torch's "beta" notice would print on every import.
+warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
 
 
 class _SpMM(torch.autograd.Function):
@@ -121,7 +126,7 @@ def csr_from_edge_index(edge_index: Tensor, edge_weight: Optional[Tensor],
     r"""CSR matrix with ``A[edge_index[0], edge_index[1]] = edge_weight`` (duplicates summed)."""
     if edge_weight is None:
         edge_weight = torch.ones(edge_index.size(1), device=edge_index.device)
-    coo = torch.sparse_coo_tensor(edge_index, edge_weight, size)
+    coo = torch.sparse_coo_tensor(edge_index, edge_weight, size, check_invariants=False)
     return coo.coalesce().to_sparse_csr()
 
 
@@ -133,7 +138,7 @@ def sym_norm_edges(edge_index: Tensor, edge_weight: Optional[Tensor],
         edge_index,
         torch.ones(edge_index.size(1), device=edge_index.device)
         if edge_weight is None else edge_weight,
-        (num_nodes, num_nodes)).coalesce()
+        (num_nodes, num_nodes), check_invariants=False).coalesce()
     edge_index, edge_weight = coo.indices(), coo.values()
     deg = torch.zeros(num_nodes, dtype=edge_weight.dtype, device=edge_weight.device)
     deg.scatter_add_(0, edge_index[0], edge_weight)
