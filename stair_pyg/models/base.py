@@ -7,6 +7,8 @@ import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
+from stair_pyg.nn.sparse import SparseAdj
+
 
 def bpr_loss(pos_score: Tensor, neg_score: Tensor) -> Tensor:
     r"""Bayesian personalised ranking loss
@@ -31,6 +33,10 @@ class Recommender(torch.nn.Module):
 
     Hyper-parameters are plain constructor arguments, recorded in :attr:`hparams` so that a
     checkpoint can rebuild the model.
+
+    Graphs kept as :class:`~stair_pyg.nn.sparse.SparseAdj` attributes (of the model or of any of
+    its sub-modules) follow ``model.to(device)`` like buffers do, but stay out of the
+    ``state_dict``: a checkpoint holds parameters only, and the graphs are rebuilt from the data.
     """
 
     num_users: int
@@ -55,6 +61,16 @@ class Recommender(torch.nn.Module):
 
     def pre_epoch(self, epoch: int) -> None:
         return None
+
+    def _apply(self, fn, recurse: bool = True):
+        super()._apply(fn, recurse)
+        for module in self.modules():
+            for name, value in list(vars(module).items()):
+                if isinstance(value, SparseAdj):
+                    adj = fn(value.adj)
+                    adj_t = adj if value.symmetric else fn(value.adj_t)
+                    setattr(module, name, SparseAdj(adj, adj_t, symmetric=value.symmetric))
+        return self
 
     @torch.no_grad()
     def score(self, users: Tensor, items: Tensor | None = None) -> Tensor:
