@@ -18,6 +18,7 @@ MODELS: Dict[str, str] = {
     "freedom": "stair_pyg.models.freedom:FREEDOM",
     "bm3": "stair_pyg.models.bm3:BM3",
     "lgmrec": "stair_pyg.models.lgmrec:LGMRec",
+    "content": "stair_pyg.models.content:ContentBPR",
 }
 
 

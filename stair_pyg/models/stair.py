@@ -1,0 +1,324 @@
+r"""STAIR: stepwise graph convolutions forward (FSC) and backward (BSC) with modality
+initialisation (MI)."""
+from __future__ import annotations
+
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
+
+import torch
+from torch import Tensor
+from torch.nn import Embedding
+from torch_geometric.data import HeteroData
+from torch_geometric.typing import Adj, OptTensor
+
+from stair_pyg.data.hetero import modality_features, num_users_items, train_edge_index
+from stair_pyg.models.base import Recommender, bpr_loss
+from stair_pyg.nn.modality_graph import modality_graph
+from stair_pyg.nn.sparse import SparseAdj, user_item_adjacency
+from stair_pyg.nn.stepwise import StepwiseConv
+from stair_pyg.nn.whiten import whiten
+from stair_pyg.optim.stepwise_adamw import StepwiseAdamW
+
+#: Neighbours per item in the modality graph (and weight in MI), as in the paper.
+DEFAULT_KNN_K: Dict[str, int] = {"text": 5, "image": 1}
+#: ``k`` of any other modality (``genre``, ``audio``, ...) unless given in ``knn_k``.
+DEFAULT_OTHER_K: int = 1
+
+
+class STAIR(Recommender):
+    r"""The STAIR model from the `"STAIR: Manipulating Collaborative and Multimodal Information
+    for E-Commerce Recommendation" <https://arxiv.org/abs/2412.11729>`_ paper (AAAI 2025).
+
+    Users and items have free embeddings :math:`\mathbf{E}^{(0)}`; their representations are the
+    forward stepwise convolution (:class:`~stair_pyg.nn.StepwiseConv`) over the normalised
+    user-item graph :math:`\hat{\mathbf{A}}` (users :math:`0..U-1`, items :math:`U..U+I-1`),
+
+    .. math::
+        \mathbf{E} = \frac{1 - \beta}{1 - \beta^{L+1}} \odot \sum_{l=0}^{L}
+        (\beta \odot \hat{\mathbf{A}})^l \mathbf{E}^{(0)},
+        \qquad \beta_j = 1 - \left(0.1 + 0.9 (j/d)^{\gamma}\right),
+
+    scored by inner products and trained with the BPR loss (no L2 term: the weight decay is the
+    decoupled one of the optimizer). The multimodal information enters twice:
+
+    * **MI** (:meth:`initialize_from_modalities`): item embeddings start as the :math:`k`-weighted
+      average of the whitened modality features (:func:`~stair_pyg.nn.whiten`), users as the
+      mean of their training items' initial embeddings;
+    * **BSC** (:meth:`stepwise_optimizer`): :class:`~stair_pyg.optim.StepwiseAdamW` smooths the
+      item updates over the modality kNN graph (:func:`~stair_pyg.nn.modality_graph`) with the
+      complementary weights :math:`1 - \beta`; users get plain AdamW.
+
+    Without modality features (or with every :math:`k = 0`) both embedding tables keep the
+    authors' random initialisation :math:`\mathcal{N}(0, 10^{-8})` (std :math:`10^{-4}`) and
+    items get plain AdamW: the model is FSC alone.
+
+    Graphs are kept as non-persistent buffers, so checkpoints hold the embeddings only and
+    :meth:`to` moves everything.
+
+    Args:
+        num_users (int): Number of users :math:`U`.
+        num_items (int): Number of items :math:`I`.
+        embedding_dim (int, optional): Embedding size :math:`d`. (default: :obj:`64`)
+        num_layers (int, optional): Hops :math:`L` of both stepwise convolutions.
+            (default: :obj:`3`)
+        gamma (float, optional): The exponent :math:`\gamma` of the channel weights.
+            (default: :obj:`0.1`)
+        knn_k (Mapping[str, int], optional): Neighbours per item of each modality, also its
+            weight in MI; modalities not listed use :data:`DEFAULT_KNN_K` (:obj:`text`: 5,
+            :obj:`image`: 1) or else :data:`DEFAULT_OTHER_K` (1). (default: :obj:`None`)
+    """
+
+    def __init__(self, num_users: int, num_items: int, embedding_dim: int = 64,
+                 num_layers: int = 3, gamma: float = 0.1,
+                 knn_k: Optional[Mapping[str, int]] = None):
+        super().__init__()
+        if num_users <= 0 or num_items <= 0:
+            raise ValueError(f"need at least one user and one item, got {num_users} users and "
+                             f"{num_items} items")
+        self.num_users = int(num_users)
+        self.num_items = int(num_items)
+        self.embedding_dim = int(embedding_dim)
+        self.num_layers = int(num_layers)
+        self.gamma = float(gamma)
+        self.knn_k = dict(knn_k or {})
+        self._hparams = dict(embedding_dim=self.embedding_dim, num_layers=self.num_layers,
+                             gamma=self.gamma, knn_k=dict(self.knn_k))
+
+        self.user_embedding = Embedding(self.num_users, self.embedding_dim)
+        self.item_embedding = Embedding(self.num_items, self.embedding_dim)
+        self.conv = StepwiseConv(self.embedding_dim, self.num_layers, self.gamma)
+
+        # Graphs (non-persistent): training interactions, the normalised user-item adjacency as
+        # CSR arrays (symmetric, so no transpose), and the normalised modality item-item graph.
+        self.register_buffer("train_edge_index", None, persistent=False)
+        self.register_buffer("adj_crow", None, persistent=False)
+        self.register_buffer("adj_col", None, persistent=False)
+        self.register_buffer("adj_value", None, persistent=False)
+        self.register_buffer("item_edge_index", None, persistent=False)
+        self.register_buffer("item_edge_weight", None, persistent=False)
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        r"""Resets both tables to the authors' initialisation :math:`\mathcal{N}(0, 10^{-8})`."""
+        torch.nn.init.normal_(self.user_embedding.weight, std=1e-4)
+        torch.nn.init.normal_(self.item_embedding.weight, std=1e-4)
+        self.conv.reset_parameters()
+
+    # Construction ##########################################################################
+
+    @classmethod
+    def from_data(cls, data: HeteroData, embedding_dim: int = 64, num_layers: int = 3,
+                  gamma: float = 0.1, knn_k: Optional[Mapping[str, int]] = None,
+                  **unused: Any) -> "STAIR":
+        r"""Builds STAIR from a training graph in the layout of :mod:`stair_pyg.data.hetero`:
+        the user-item adjacency from its training edges, then, if the items carry modality
+        features (``data["item"].<modality>_feat``), the modality graph and MI.
+
+        Args:
+            data (HeteroData): The training graph.
+            embedding_dim, num_layers, gamma, knn_k: As in :class:`STAIR`.
+        """
+        if unused:
+            raise TypeError(f"unexpected hyper-parameters for STAIR: {sorted(unused)}")
+        num_users, num_items = num_users_items(data)
+        model = cls(num_users, num_items, embedding_dim, num_layers, gamma, knn_k)
+        model.set_interactions(train_edge_index(data))
+        features = modality_features(data)
+        if features:
+            model.initialize_from_modalities(features)
+        return model
+
+    def modality_k(self, modality: str) -> int:
+        r"""Neighbours (and MI weight) of :obj:`modality`."""
+        if modality in self.knn_k:
+            return int(self.knn_k[modality])
+        return DEFAULT_KNN_K.get(modality, DEFAULT_OTHER_K)
+
+    @torch.no_grad()
+    def set_interactions(self, edge_index: Tensor) -> None:
+        r"""Stores the training interactions ``[2, E]`` (user ids, item ids) and builds the
+        normalised user-item adjacency from them."""
+        edge_index = torch.as_tensor(edge_index, dtype=torch.long)
+        if edge_index.dim() != 2 or edge_index.size(0) != 2:
+            raise ValueError(f"interactions must have shape [2, E], got "
+                             f"{tuple(edge_index.shape)}")
+        if edge_index.numel() > 0 and (
+                int(edge_index[0].max()) >= self.num_users or int(edge_index[1].max())
+                >= self.num_items or int(edge_index.min()) < 0):
+            raise ValueError("interaction ids out of range for "
+                             f"{self.num_users} users and {self.num_items} items")
+        device = self.user_embedding.weight.device
+        edge_index = edge_index.to(device)
+        adj = user_item_adjacency(edge_index, self.num_users, self.num_items).adj
+        self.train_edge_index = edge_index
+        self.adj_crow = adj.crow_indices()
+        self.adj_col = adj.col_indices()
+        self.adj_value = adj.values().to(self.user_embedding.weight.dtype)
+
+    @torch.no_grad()
+    def initialize_from_modalities(
+            self, features: Union[Mapping[str, Tensor], Sequence[Tensor]],
+            k: Optional[Sequence[int]] = None) -> None:
+        r"""Modality initialisation (MI) and the modality graph of BSC.
+
+        Items: :math:`\mathbf{E}_I = \sum_m k_m \,\mathrm{whiten}(\mathbf{X}_m) / \sum_m k_m`;
+        users: the mean of their training items' :math:`\mathbf{E}_I` rows (zero for users
+        without training items). The modality graph is
+        :func:`~stair_pyg.nn.modality_graph` of the same features and :math:`k`.
+
+        Args:
+            features (Mapping[str, Tensor] or Sequence[Tensor]): Item features ``[I, f_m]``
+                per modality.
+            k (Sequence[int], optional): :math:`k_m` per modality; by default from
+                :meth:`modality_k` (requires named features).
+        """
+        if isinstance(features, Mapping):
+            names = list(features)
+            feats = [features[name] for name in names]
+            ks = [self.modality_k(name) for name in names] if k is None else list(k)
+        else:
+            feats = list(features)
+            if k is None:
+                raise ValueError("give 'k' for unnamed modality features")
+            ks = list(k)
+        if len(ks) != len(feats):
+            raise ValueError(f"got {len(feats)} modalities but {len(ks)} values of k")
+        for x in feats:
+            if x.dim() != 2 or x.size(0) != self.num_items:
+                raise ValueError(f"modality features must have shape [{self.num_items}, f], got "
+                                 f"{tuple(x.shape)}")
+        pairs = [(x, int(km)) for x, km in zip(feats, ks) if int(km) > 0]
+        if not pairs:
+            return
+        weight = self.item_embedding.weight
+        edge_index, edge_weight = modality_graph([x for x, _ in pairs], [km for _, km in pairs])
+        self.item_edge_index = edge_index.to(weight.device)
+        self.item_edge_weight = edge_weight.to(device=weight.device, dtype=weight.dtype)
+
+        total = sum(km for _, km in pairs)
+        items = sum(whiten(x, self.embedding_dim).to(torch.float64) * km for x, km in pairs)
+        items = (items / total).to(device=weight.device, dtype=weight.dtype)
+        self.item_embedding.weight.copy_(items)
+        self.user_embedding.weight.copy_(self.user_means(items))
+
+    def user_means(self, item_emb: Tensor) -> Tensor:
+        r"""Mean of each user's training items' rows of :obj:`item_emb` (zero without items)."""
+        if self.train_edge_index is None:
+            raise RuntimeError("no training interactions: call set_interactions() first")
+        users, items = self.train_edge_index.to(item_emb.device)
+        out = torch.zeros(self.num_users, item_emb.size(1), dtype=item_emb.dtype,
+                          device=item_emb.device)
+        out.index_add_(0, users, item_emb[items])
+        count = torch.bincount(users, minlength=self.num_users).clamp_min(1)
+        return out / count.unsqueeze(1).to(item_emb.dtype)
+
+    # Propagation and training ##############################################################
+
+    def adjacency(self) -> SparseAdj:
+        r"""The normalised user-item adjacency :math:`\hat{\mathbf{A}}` ``[U+I, U+I]``."""
+        if self.adj_crow is None:
+            raise RuntimeError("no user-item graph: build the model with from_data(), call "
+                               "set_interactions(), or pass edge_index to forward()")
+        n = self.num_users + self.num_items
+        adj = torch.sparse_csr_tensor(self.adj_crow, self.adj_col, self.adj_value, (n, n),
+                                      check_invariants=False)
+        return SparseAdj(adj, adj, symmetric=True)
+
+    def forward(self, edge_index: Optional[Adj] = None,
+                edge_weight: OptTensor = None) -> Tuple[Tensor, Tensor]:
+        r"""User and item representations ``([U, d], [I, d])`` after the forward stepwise
+        convolution.
+
+        Args:
+            edge_index (Adj, optional): The homogeneous user-item graph over :math:`U + I` nodes
+                (items shifted by :math:`U`, both directions), in any :obj:`Adj` format; it is
+                normalised by the layer. :obj:`None` uses the stored training graph.
+            edge_weight (torch.Tensor, optional): Edge weights of an :obj:`edge_index` tensor.
+        """
+        x = torch.cat([self.user_embedding.weight, self.item_embedding.weight], dim=0)
+        if edge_index is None:
+            out = self.conv(x, self.adjacency())
+        else:
+            out = self.conv(x, edge_index, edge_weight)
+        return torch.split(out, [self.num_users, self.num_items])  # type: ignore[return-value]
+
+    def embeddings(self) -> Tuple[Tensor, Tensor]:
+        return self.forward()
+
+    def recommendation_loss(self, users: Tensor, pos_items: Tensor, neg_items: Tensor,
+                            embeddings: Optional[Tuple[Tensor, Tensor]] = None) -> Tensor:
+        r"""The BPR loss :math:`\frac{1}{B}\sum_b \mathrm{softplus}(s^-_b - s^+_b)` of a batch of
+        (user, positive item, negative item) triples, on the propagated embeddings.
+
+        Args:
+            users, pos_items, neg_items (torch.Tensor): Ids ``[B]``.
+            embeddings (Tuple[Tensor, Tensor], optional): The output of :meth:`forward`, if
+                computed already.
+        """
+        user_emb, item_emb = self.forward() if embeddings is None else embeddings
+        u = user_emb[users]
+        pos = (u * item_emb[pos_items]).sum(dim=-1)
+        neg = (u * item_emb[neg_items]).sum(dim=-1)
+        return bpr_loss(pos, neg)
+
+    def loss(self, users: Tensor, pos_items: Tensor, neg_items: Tensor) -> Tensor:
+        return self.recommendation_loss(users, pos_items, neg_items)
+
+    @torch.no_grad()
+    def recommend(self, users: Optional[Tensor] = None, k: int = 20, exclude_seen: bool = True,
+                  exclude_edge_index: Optional[Tensor] = None) -> Tensor:
+        r"""Top-:obj:`k` items per user by inner product, best first.
+
+        Args:
+            users (torch.Tensor, optional): User ids ``[B]``. (default: all users)
+            k (int, optional): Items per user. (default: :obj:`20`)
+            exclude_seen (bool, optional): Whether items the user interacted with in
+                :obj:`exclude_edge_index` are never recommended. (default: :obj:`True`)
+            exclude_edge_index (torch.Tensor, optional): Interactions ``[2, E]`` to exclude.
+                (default: the training interactions)
+
+        Returns:
+            Item ids ``[B, k]``.
+        """
+        if not 0 < k <= self.num_items:
+            raise ValueError(f"k must be in 1..{self.num_items}, got {k}")
+        user_emb, item_emb = self.embeddings()
+        if users is None:
+            users = torch.arange(self.num_users, device=user_emb.device)
+        users = users.to(user_emb.device)
+        scores = user_emb[users] @ item_emb.t()
+        if exclude_seen:
+            seen = self.train_edge_index if exclude_edge_index is None else exclude_edge_index
+            if seen is not None and seen.numel() > 0:
+                seen = seen.to(scores.device)
+                position = torch.full((self.num_users,), -1, dtype=torch.long,
+                                      device=scores.device)
+                position[users] = torch.arange(users.numel(), device=scores.device)
+                rows = position[seen[0]]
+                mask = rows >= 0
+                scores[rows[mask], seen[1][mask]] = float("-inf")
+        return scores.topk(k, dim=1).indices
+
+    def stepwise_optimizer(self, lr: float = 1e-3, weight_decay: float = 0.0,
+                           betas: Tuple[float, float] = (0.9, 0.999),
+                           eps: float = 1e-8) -> StepwiseAdamW:
+        r""":class:`~stair_pyg.optim.StepwiseAdamW` wired to the model: users plain AdamW;
+        items smoothed over the modality graph with weights :math:`1 - \beta` (the FSC
+        :math:`\beta` of :attr:`conv`) and :math:`L` = :obj:`num_layers` (plain AdamW as well
+        when the model has no modality graph)."""
+        item_group: Dict[str, Any] = {"params": [self.item_embedding.weight]}
+        if self.item_edge_index is not None:
+            item_group.update(graph=(self.item_edge_index, self.item_edge_weight),
+                              beta=1.0 - self.conv.beta, num_layers=self.num_layers)
+        return StepwiseAdamW([{"params": [self.user_embedding.weight]}, item_group], lr=lr,
+                             betas=betas, eps=eps, weight_decay=weight_decay)
+
+    def configure_optimizer(self, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+        return self.stepwise_optimizer(lr=lr, weight_decay=weight_decay)
+
+    def __repr__(self) -> str:
+        return (f"{self.__class__.__name__}({self.num_users}, {self.num_items}, "
+                f"embedding_dim={self.embedding_dim}, num_layers={self.num_layers}, "
+                f"gamma={self.gamma})")
+
+
+__all__ = ["STAIR", "DEFAULT_KNN_K", "DEFAULT_OTHER_K"]

@@ -1,0 +1,112 @@
+r"""Whitening of modality features, the first step of STAIR's modality initialisation (MI)."""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+
+def whiten(x: Tensor, dim: int, method: str = "auto", rtol: float = 1e-6,
+           chunk_size: Optional[int] = None) -> Tensor:
+    r"""Whitens features as in the `"STAIR" <https://arxiv.org/abs/2412.11729>`_ paper's modality
+    initialisation: centre the columns and keep the leading left singular vectors, scaled so that
+    every kept column has mean square one,
+
+    .. math::
+        \mathbf{X} - \mathbf{1}\bar{\mathbf{x}}^{\top} = \mathbf{U}\mathbf{\Sigma}\mathbf{V}^{\top},
+        \qquad \mathbf{W} = \mathbf{U}_{:, :k} \sqrt{N / k},
+
+    with :math:`k` = :obj:`dim`. Columns of :math:`\mathbf{W}` are uncorrelated and
+    :math:`\mathbf{W}^{\top}\mathbf{W} = (N / k) \mathbf{I}` on the kept directions.
+
+    **Fewer directions than** :obj:`dim`. The centred matrix has at most :math:`r = \min(N, f)`
+    singular directions (fewer when it is rank-deficient: centring alone removes one when
+    :math:`N \leq f`). Directions whose singular value is at most :obj:`rtol` times the largest
+    one, and directions that do not exist (index :math:`\geq \min(N, f)`, e.g. 19 genre columns
+    whitened to 64 dimensions), give **zero columns**; the scale stays :math:`\sqrt{N/k}`, so the
+    kept columns are exactly those of the full-rank case. (The authors' code fails here.)
+
+    **Signs.** Singular vectors are defined up to sign; each column is flipped so that its entry of
+    largest magnitude is positive, which makes the result the same for both methods and devices.
+
+    **Memory.** Never :math:`N \times N`. :obj:`method="gram"` accumulates the :math:`f \times f`
+    Gram matrix of the centred features in float64 over blocks of :obj:`chunk_size` rows and takes
+    its eigen-decomposition (:math:`O(f^2 + \text{chunk\_size} \cdot f)` working memory besides
+    the output); :obj:`method="svd"` takes the thin SVD (:obj:`full_matrices=False`) of the
+    centred :math:`N \times f` matrix in float64 (:math:`O(N f)` memory), the reference route.
+    :obj:`"auto"` picks :obj:`"gram"` unless :math:`f > N`.
+
+    Args:
+        x (torch.Tensor): Features ``[N, f]``.
+        dim (int): Number of output columns :math:`k`.
+        method (str, optional): :obj:`"auto"`, :obj:`"gram"` or :obj:`"svd"`.
+            (default: :obj:`"auto"`)
+        rtol (float, optional): Relative singular-value threshold below which a direction counts
+            as missing. (default: :obj:`1e-6`)
+        chunk_size (int, optional): Rows per block of the Gram route. (default: about 32M
+            entries per block)
+
+    Returns:
+        ``[N, dim]`` tensor of the dtype of :obj:`x` (float32 for integer input).
+    """
+    if x.dim() != 2:
+        raise ValueError(f"features must be 2-dimensional, got shape {tuple(x.shape)}")
+    if dim <= 0:
+        raise ValueError(f"'dim' must be positive, got {dim}")
+    if method not in ("auto", "gram", "svd"):
+        raise ValueError(f"'method' must be 'auto', 'gram' or 'svd', got '{method}'")
+    n, f = x.shape
+    out_dtype = x.dtype if x.is_floating_point() else torch.float32
+    if n == 0:
+        return torch.zeros(0, dim, dtype=out_dtype, device=x.device)
+    if method == "auto":
+        method = "svd" if f > n else "gram"
+
+    mean = x.to(torch.float64).mean(dim=0, keepdim=True) if method == "svd" else \
+        _column_mean(x, chunk_size)
+    if method == "svd":
+        u, s, _ = torch.linalg.svd(x.to(torch.float64) - mean, full_matrices=False)
+        keep = _kept(s, dim, rtol)
+        w = u[:, :keep]
+    else:
+        chunk = chunk_size or max(1, (1 << 25) // max(f, 1))
+        gram = torch.zeros(f, f, dtype=torch.float64, device=x.device)
+        for start in range(0, n, chunk):
+            block = x[start:start + chunk].to(torch.float64) - mean
+            gram.addmm_(block.t(), block)
+        evals, evecs = torch.linalg.eigh(gram)  # ascending
+        s = evals.flip(0).clamp_min(0.0).sqrt()
+        keep = _kept(s, dim, rtol)
+        proj = evecs.flip(1)[:, :keep] / s[:keep]
+        w = torch.empty(n, keep, dtype=torch.float64, device=x.device)
+        for start in range(0, n, chunk):
+            w[start:start + chunk] = (x[start:start + chunk].to(torch.float64) - mean) @ proj
+
+    if keep > 0:
+        pivot = w.abs().argmax(dim=0)
+        sign = torch.sign(w[pivot, torch.arange(keep, device=w.device)])
+        w = w * torch.where(sign == 0, torch.ones_like(sign), sign)
+    out = torch.zeros(n, dim, dtype=out_dtype, device=x.device)
+    out[:, :keep] = (w * math.sqrt(n / dim)).to(out_dtype)
+    return out
+
+
+def _column_mean(x: Tensor, chunk_size: Optional[int]) -> Tensor:
+    n, f = x.shape
+    chunk = chunk_size or max(1, (1 << 25) // max(f, 1))
+    total = torch.zeros(1, f, dtype=torch.float64, device=x.device)
+    for start in range(0, n, chunk):
+        total += x[start:start + chunk].to(torch.float64).sum(dim=0, keepdim=True)
+    return total / n
+
+
+def _kept(s: Tensor, dim: int, rtol: float) -> int:
+    r"""Number of leading directions kept: at most :obj:`dim`, singular value above threshold."""
+    if s.numel() == 0 or float(s[0]) == 0.0:
+        return 0
+    return int(min(dim, int((s > rtol * s[0]).sum())))
+
+
+__all__ = ["whiten"]

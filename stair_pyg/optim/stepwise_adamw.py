@@ -1,0 +1,220 @@
+r"""AdamW with STAIR's backward stepwise convolution (BSC)."""
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import torch
+from torch import Tensor
+from torch.optim import Optimizer
+
+from stair_pyg.nn.stepwise import neumann_smooth
+
+
+
+class StepwiseAdamW(Optimizer):
+    r"""AdamW whose update direction can be smoothed over a graph: the backward stepwise
+    convolution (BSC) from the `"STAIR: Manipulating Collaborative and Multimodal Information for
+    E-Commerce Recommendation" <https://arxiv.org/abs/2412.11729>`_ paper.
+
+    For every parameter :math:`\mathbf{P}` (step :math:`t`, gradient :math:`\mathbf{G}`):
+
+    .. math::
+        \mathbf{M} &\leftarrow \beta_1 \mathbf{M} + (1 - \beta_1) \mathbf{G}, \qquad
+        \mathbf{V} \leftarrow \beta_2 \mathbf{V} + (1 - \beta_2) \mathbf{G}^2,
+
+        \mathbf{\Delta} &= \frac{\mathbf{M} / (1 - \beta_1^t)}
+        {\sqrt{\mathbf{V} / (1 - \beta_2^t)} + \epsilon},
+
+        \mathbf{P} &\leftarrow \mathbf{P} (1 - \eta \lambda) - \eta \, \mathcal{S}(\mathbf{\Delta}),
+
+    with decoupled weight decay :math:`\lambda`. For a plain parameter group
+    :math:`\mathcal{S}` is the identity and the update is exactly :class:`torch.optim.AdamW`'s
+    (without :obj:`amsgrad`). A group that carries a graph smooths the direction over it with the
+    normalised Neumann series of :func:`~stair_pyg.nn.neumann_smooth`,
+
+    .. math::
+        \mathcal{S}(\mathbf{\Delta}) = \frac{1 - w}{1 - w^{L+1}} \odot
+        \sum_{l=0}^{L} (w \odot \hat{\mathbf{A}})^l \mathbf{\Delta},
+
+    where :math:`w` is the group's :obj:`beta`: **the weight used inside the series**. STAIR
+    uses :math:`w_j = 1 - \beta_j = 0.1 + 0.9 (j/d)^{\gamma}`, the complement of the forward
+    convolution's :func:`~stair_pyg.nn.stepwise_beta` (what
+    :meth:`stair_pyg.models.STAIR.stepwise_optimizer` passes). The parameters of a smoothed
+    group are stacked along their first dimension (in the order given) into the node signals
+    ``[N, d]`` of the graph, e.g. one item-embedding table.
+
+    A smoothed group is given as a dict with the extra keys
+
+    * :obj:`graph`: :obj:`(edge_index, edge_weight)`, the already normalised graph
+      :math:`\hat{\mathbf{A}}` over the :math:`N` stacked rows (as
+      :func:`~stair_pyg.nn.modality_graph` returns it), used as it is; following PyG's
+      convention node :obj:`edge_index[1]` receives :obj:`edge_weight * Delta[edge_index[0]]`
+      (the same for a symmetric graph); :obj:`edge_weight=None` means ones;
+    * :obj:`beta`: the per-channel weights :math:`w` ``[d]``;
+    * :obj:`num_layers`: :math:`L`.
+
+    **State dict.** :meth:`state_dict` holds the moments, steps and hyper-parameters, including
+    :obj:`beta` and :obj:`num_layers`, but not the graph tensors (they belong to the model);
+    :meth:`load_state_dict` keeps the graphs of the optimizer it is loaded into, so build the
+    optimizer with the same groups (and graphs) first, then load.
+
+    Args:
+        params (iterable): Parameters or parameter groups (dicts).
+        lr (float, optional): Learning rate :math:`\eta`. (default: :obj:`1e-3`)
+        betas (Tuple[float, float], optional): :math:`(\beta_1, \beta_2)`.
+            (default: :obj:`(0.9, 0.999)`)
+        eps (float, optional): :math:`\epsilon`. (default: :obj:`1e-8`)
+        weight_decay (float, optional): Decoupled weight decay :math:`\lambda`.
+            (default: :obj:`0.0`)
+    """
+
+    def __init__(self, params, lr: float = 1e-3, betas: Tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8, weight_decay: float = 0.0):
+        if not lr >= 0.0:
+            raise ValueError(f"invalid learning rate: {lr}")
+        if not eps >= 0.0:
+            raise ValueError(f"invalid epsilon: {eps}")
+        if not (0.0 <= betas[0] < 1.0 and 0.0 <= betas[1] < 1.0):
+            raise ValueError(f"invalid betas: {betas}")
+        if not weight_decay >= 0.0:
+            raise ValueError(f"invalid weight_decay: {weight_decay}")
+        defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
+                        graph=None, beta=None, num_layers=0)
+        self._adj_cache: Dict[int, Tuple[Any, Any, Tensor]] = {}
+        super().__init__(params, defaults)
+
+    def add_param_group(self, param_group: Dict[str, Any]) -> None:
+        super().add_param_group(param_group)
+        group = self.param_groups[-1]
+        graph = group.get("graph")
+        if graph is None:
+            return
+        if not isinstance(graph, (tuple, list)) or len(graph) != 2:
+            raise ValueError("'graph' must be a pair (edge_index, edge_weight)")
+        edge_index, edge_weight = graph
+        if not isinstance(edge_index, Tensor) or edge_index.dim() != 2 or \
+                edge_index.size(0) != 2:
+            raise ValueError("'graph[0]' must be an edge_index tensor of shape [2, E]")
+        if edge_weight is not None and edge_weight.numel() != edge_index.size(1):
+            raise ValueError(f"'graph[1]' must have one weight per edge ({edge_index.size(1)}), "
+                             f"got {edge_weight.numel()}")
+        if group.get("beta") is None:
+            raise ValueError("a smoothed group needs 'beta' (the per-channel weights w)")
+        beta = torch.as_tensor(group["beta"]).detach()
+        num_layers = int(group.get("num_layers", 0))
+        if num_layers < 0:
+            raise ValueError(f"'num_layers' must be non-negative, got {num_layers}")
+        rows = 0
+        for p in group["params"]:
+            if p.dim() != 2 or p.size(1) != beta.numel():
+                raise ValueError(f"parameters of a smoothed group must have shape "
+                                 f"[n, {beta.numel()}] (one column per beta), got "
+                                 f"{tuple(p.shape)}")
+            rows += p.size(0)
+        if edge_index.numel() > 0 and int(edge_index.max()) >= rows:
+            raise ValueError(f"the graph refers to node {int(edge_index.max())} but the group "
+                             f"has {rows} rows")
+        group["beta"] = beta
+        group["num_layers"] = num_layers
+
+    @torch.no_grad()
+    def step(self, closure: Optional[Callable[[], float]] = None):
+        r"""Performs one optimisation step.
+
+        Args:
+            closure (callable, optional): Re-evaluates the model and returns the loss.
+        """
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+
+        for index, group in enumerate(self.param_groups):
+            lr, eps, wd = group["lr"], group["eps"], group["weight_decay"]
+            beta1, beta2 = group["betas"]
+            smoothed = group.get("graph") is not None
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            if smoothed and len(params) != len(group["params"]):
+                raise RuntimeError("every parameter of a smoothed group needs a gradient (its "
+                                   "rows are the nodes of the group's graph)")
+            directions: List[Tensor] = []
+            for p in params:
+                if p.grad.is_sparse:
+                    raise RuntimeError("StepwiseAdamW does not support sparse gradients")
+                state = self.state[p]
+                if len(state) == 0:
+                    state["step"] = torch.tensor(0.0)
+                    state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                    state["exp_avg_sq"] = torch.zeros_like(p,
+                                                           memory_format=torch.preserve_format)
+                grad = p.grad
+                exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
+                state["step"] += 1
+                step = float(state["step"])
+
+                p.mul_(1.0 - lr * wd)
+                exp_avg.lerp_(grad, 1.0 - beta1)
+                exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1.0 - beta2)
+
+                bias_correction1 = 1.0 - beta1 ** step
+                bias_correction2_sqrt = math.sqrt(1.0 - beta2 ** step)
+                denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(eps)
+                if smoothed:
+                    directions.append(exp_avg / bias_correction1 / denom)
+                else:
+                    p.addcdiv_(exp_avg, denom, value=-lr / bias_correction1)
+
+            if smoothed:
+                delta = torch.cat(directions, dim=0)
+                adj = self._adjacency(index, group, delta)
+                delta = neumann_smooth(delta, lambda h: torch.sparse.mm(adj, h),
+                                       group["beta"].to(device=delta.device),
+                                       group["num_layers"])
+                for p, d in zip(params, torch.split(delta, [p.size(0) for p in params])):
+                    p.add_(d, alpha=-lr)
+        return loss
+
+    def _adjacency(self, index: int, group: Dict[str, Any], like: Tensor) -> Tensor:
+        r"""The group's graph as a CSR matrix :math:`\hat{\mathbf{A}}` with
+        :math:`\hat{A}_{ij}` the weight of edge :math:`j \to i` (built once, then cached)."""
+        edge_index, edge_weight = group["graph"]
+        cached = self._adj_cache.get(index)
+        if cached is not None and cached[0] is edge_index and cached[1] is edge_weight and \
+                cached[2].device == like.device and cached[2].dtype == like.dtype:
+            return cached[2]
+        n = like.size(0)
+        ei = edge_index.to(like.device)
+        w = (torch.ones(ei.size(1), dtype=like.dtype, device=like.device) if edge_weight is None
+             else edge_weight.detach().to(dtype=like.dtype, device=like.device))
+        coo = torch.sparse_coo_tensor(torch.stack([ei[1], ei[0]]), w, (n, n),
+                                      check_invariants=False)
+        adj = coo.coalesce().to_sparse_csr()
+        self._adj_cache[index] = (edge_index, edge_weight, adj)
+        return adj
+
+    def state_dict(self) -> Dict[str, Any]:
+        state = super().state_dict()
+        state["param_groups"] = [{key: value for key, value in group.items() if key != "graph"}
+                                 for group in state["param_groups"]]
+        return state
+
+    def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
+        graphs = [group.get("graph") for group in self.param_groups]
+        super().load_state_dict(state_dict)
+        for group, graph in zip(self.param_groups, graphs):
+            group["graph"] = graph
+            if graph is not None and group.get("beta") is None:
+                raise ValueError("the loaded state has no 'beta' for a smoothed group")
+            if group.get("beta") is not None:
+                group["beta"] = torch.as_tensor(group["beta"]).detach()
+        self._adj_cache.clear()
+
+    def __setstate__(self, state: Dict[str, Any]) -> None:
+        super().__setstate__(state)
+        self.__dict__.setdefault("_adj_cache", {})
+
+
+__all__ = ["StepwiseAdamW"]

@@ -1,0 +1,162 @@
+import copy
+
+import pytest
+import torch
+
+from stair_pyg.data.hetero import build_hetero_data
+from stair_pyg.models import get_model
+from stair_pyg.models.stair import STAIR
+from stair_pyg.nn import modality_graph, stepwise_beta, whiten
+from stair_pyg.optim import StepwiseAdamW
+
+
+def make_data(num_users=30, num_items=40, features=("text", "image"), seed=0, dims=None):
+    gen = torch.Generator().manual_seed(seed)
+    dims = dims or {"text": 24, "image": 48, "genre": 5}
+    mask = torch.rand(num_users, num_items, generator=gen) < 0.12
+    mask[0] = False  # user 0 has no training items
+    users, items = mask.nonzero(as_tuple=True)
+    feats = {m: torch.randn(num_items, dims[m], generator=gen) for m in features}
+    return build_hetero_data(num_users, num_items, torch.stack([users, items]), feats)
+
+
+def dense_fsc_reference(model):
+    u, i = model.num_users, model.num_items
+    n = u + i
+    edges = model.train_edge_index
+    a = torch.zeros(n, n, dtype=torch.float64)
+    a[edges[0], edges[1] + u] = 1.0
+    a[edges[1] + u, edges[0]] = 1.0
+    deg = a.sum(1)
+    dis = torch.where(deg > 0, deg.pow(-0.5), torch.zeros_like(deg))
+    a = dis[:, None] * a * dis[None, :]
+    x = torch.cat([model.user_embedding.weight, model.item_embedding.weight]).double()
+    beta = stepwise_beta(model.embedding_dim, model.gamma, dtype=torch.float64)
+    out, h = torch.zeros_like(x), x
+    for _ in range(model.num_layers + 1):
+        out, h = out + h, (a @ h) * beta
+    out = out * (1 - beta) / (1 - beta.pow(model.num_layers + 1))
+    return out[:u], out[u:]
+
+
+def rel_err(a, b):
+    a, b = a.detach().double(), b.detach().double()
+    return float((a - b).norm() / b.norm())
+
+
+@pytest.mark.parametrize("dim,num_layers,gamma", [(16, 3, 0.1), (8, 1, 0.5), (32, 2, 1.0)])
+def test_from_data_initialisation_and_forward(dim, num_layers, gamma):
+    data = make_data(seed=dim)
+    model = STAIR.from_data(data, embedding_dim=dim, num_layers=num_layers, gamma=gamma)
+    feats = {m: data["item"][f"{m}_feat"] for m in ("text", "image")}
+
+    # MI, items: k-weighted average of the whitened modalities (text k=5, image k=1).
+    items = (5 * whiten(feats["text"], dim).double() + whiten(feats["image"], dim).double()) / 6
+    assert rel_err(model.item_embedding.weight, items) < 1e-5
+    # MI, users: mean of their training items' initial embeddings (dense float64 reference).
+    u, i = model.num_users, model.num_items
+    r = torch.zeros(u, i, dtype=torch.float64)
+    r[model.train_edge_index[0], model.train_edge_index[1]] = 1.0
+    ref_users = (r / r.sum(1, keepdim=True).clamp_min(1)) @ items
+    assert rel_err(model.user_embedding.weight, ref_users) < 1e-5
+    assert torch.all(model.user_embedding.weight[0] == 0)  # no training items
+
+    # The modality graph of BSC.
+    ei, ew = modality_graph([feats["text"], feats["image"]], [5, 1])
+    assert torch.equal(model.item_edge_index, ei) and torch.allclose(model.item_edge_weight, ew)
+
+    # FSC over the bipartite graph against a dense float64 reference.
+    user_emb, item_emb = model()
+    ref_u, ref_i = dense_fsc_reference(model)
+    assert user_emb.shape == (u, dim) and item_emb.shape == (i, dim)
+    assert rel_err(user_emb, ref_u) < 1e-5 and rel_err(item_emb, ref_i) < 1e-5
+
+    # An explicit homogeneous edge_index gives the same result.
+    e = model.train_edge_index
+    homo = torch.cat([torch.stack([e[0], e[1] + u]), torch.stack([e[1] + u, e[0]])], dim=1)
+    user2, item2 = model(homo)
+    assert rel_err(user2, ref_u) < 1e-5 and rel_err(item2, ref_i) < 1e-5
+
+
+def test_loss_is_bpr_and_differentiable():
+    model = STAIR.from_data(make_data(), embedding_dim=8)
+    users, pos, neg = torch.tensor([1, 2, 3]), torch.tensor([0, 5, 7]), torch.tensor([9, 1, 2])
+    loss = model.loss(users, pos, neg)
+    user_emb, item_emb = model()
+    s_pos = (user_emb[users] * item_emb[pos]).sum(-1)
+    s_neg = (user_emb[users] * item_emb[neg]).sum(-1)
+    expected = -torch.log(torch.sigmoid(s_pos - s_neg)).mean()
+    assert torch.allclose(loss, expected, rtol=1e-5)
+    loss.backward()
+    assert model.item_embedding.weight.grad.abs().sum() > 0
+
+
+def test_recommend_excludes_seen_items():
+    model = STAIR.from_data(make_data(), embedding_dim=8)
+    users = torch.tensor([3, 1, 7])
+    top = model.recommend(users, k=5)
+    user_emb, item_emb = model.embeddings()
+    scores = (user_emb[users] @ item_emb.t()).detach()
+    e = model.train_edge_index
+    for row, user in enumerate(users.tolist()):
+        seen = set(e[1][e[0] == user].tolist())
+        assert not seen & set(top[row].tolist())
+        scores[row, list(seen)] = float("-inf")
+    assert torch.equal(top, scores.topk(5, dim=1).indices)
+    assert model.recommend(k=3).shape == (model.num_users, 3)
+    assert torch.equal(model.recommend(users, k=5, exclude_seen=False),
+                       (user_emb[users] @ item_emb.t()).topk(5, dim=1).indices)
+    with pytest.raises(ValueError):
+        model.recommend(users, k=0)
+
+
+def test_stepwise_optimizer_wiring_and_training():
+    torch.manual_seed(0)
+    model = STAIR.from_data(make_data(), embedding_dim=16, num_layers=2, gamma=0.2)
+    opt = model.configure_optimizer(lr=0.01, weight_decay=0.1)
+    assert isinstance(opt, StepwiseAdamW)
+    users_group, items_group = opt.param_groups
+    assert users_group["graph"] is None
+    assert items_group["graph"][0] is model.item_edge_index
+    assert torch.allclose(items_group["beta"], 1 - stepwise_beta(16, 0.2))
+    assert items_group["num_layers"] == 2 and items_group["weight_decay"] == 0.1
+    e = model.train_edge_index
+    gen = torch.Generator().manual_seed(1)
+    neg = torch.randint(0, model.num_items, (e.size(1),), generator=gen)
+    first = model.loss(e[0], e[1], neg).item()
+    for _ in range(30):
+        opt.zero_grad()
+        model.loss(e[0], e[1], neg).backward()
+        opt.step()
+    assert model.loss(e[0], e[1], neg).item() < first
+
+
+def test_without_modalities_random_init_and_plain_adamw():
+    torch.manual_seed(0)
+    model = STAIR.from_data(make_data(num_users=200, num_items=300, features=()),
+                            embedding_dim=16)
+    assert model.item_edge_index is None
+    std = model.item_embedding.weight.detach().std().item()
+    assert 0.8e-4 < std < 1.2e-4
+    opt = model.stepwise_optimizer(lr=0.01)
+    assert all(group["graph"] is None for group in opt.param_groups)
+    users, items = model.embeddings()
+    assert torch.isfinite(users).all() and torch.isfinite(items).all()
+
+
+def test_low_dimensional_modality_and_hparams_round_trip():
+    data = make_data(features=("text", "genre"))  # genre: 5 dims < embedding_dim 16
+    model = STAIR.from_data(data, embedding_dim=16, knn_k={"genre": 2})
+    assert model.modality_k("genre") == 2 and model.modality_k("text") == 5
+    assert model.modality_k("audio") == 1
+    assert torch.isfinite(model.item_embedding.weight).all()
+    rebuilt = get_model("stair").from_data(data, **model.hparams)
+    assert rebuilt.hparams == model.hparams
+    assert torch.equal(rebuilt.item_embedding.weight, model.item_embedding.weight)
+    # Checkpoints hold the embeddings (and the FSC beta buffer), never the graphs.
+    state = model.state_dict()
+    assert set(state) == {"user_embedding.weight", "item_embedding.weight", "conv.beta"}
+    rebuilt.load_state_dict(state)
+    clone = copy.deepcopy(model).double()
+    assert clone.embeddings()[0].dtype == torch.float64
+    assert rel_err(clone.embeddings()[1], model.embeddings()[1]) < 1e-5
