@@ -1,0 +1,58 @@
+r"""``load_dataset(spec)``: the ``dataset:`` section of an experiment config to a
+:class:`~stair_pyg.data.hetero.RecDataset`."""
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable, Dict, Mapping
+
+from stair_pyg.data.hetero import RecDataset
+
+
+def _loaders() -> Dict[str, Callable[..., RecDataset]]:
+    from stair_pyg.data.csv import load_csv
+    from stair_pyg.data.mmrec import load_mmrec
+    from stair_pyg.data.recbole import load_recbole
+    from stair_pyg.data.synthetic import make_synthetic
+
+    return {"mmrec": load_mmrec, "recbole": load_recbole, "csv": load_csv,
+            "synthetic": make_synthetic}
+
+
+FORMATS = ("mmrec", "recbole", "csv", "synthetic")
+
+
+def load_dataset(spec: Mapping[str, Any]) -> RecDataset:
+    r"""Loads the dataset a config describes.
+
+    ``spec["format"]`` is one of ``mmrec`` (:func:`~stair_pyg.data.mmrec.load_mmrec`),
+    ``recbole`` (:func:`~stair_pyg.data.recbole.load_recbole`), ``csv``
+    (:func:`~stair_pyg.data.csv.load_csv`) or ``synthetic``
+    (:func:`~stair_pyg.data.synthetic.make_synthetic`); the other keys are that function's keyword
+    arguments (``path`` for the file formats, relative to the working directory). Unknown keys
+    raise :class:`ValueError` listing the accepted ones.
+
+    Example::
+
+        load_dataset({"format": "mmrec", "path": "../shared/data/scientific"})
+        load_dataset({"format": "synthetic", "content_weight": 0.8, "seed": 1})
+    """
+    if not isinstance(spec, Mapping):
+        raise TypeError(f"dataset spec must be a mapping, got {type(spec).__name__}")
+    kwargs = dict(spec)
+    fmt = kwargs.pop("format", None)
+    if fmt not in FORMATS:
+        raise ValueError(f"dataset 'format' must be one of {list(FORMATS)}, got {fmt!r}")
+    loader = _loaders()[fmt]
+    params = inspect.signature(loader).parameters
+    unknown = sorted(set(kwargs) - set(params))
+    if unknown:
+        raise ValueError(f"unknown dataset key(s) {unknown} for format {fmt!r}; accepted: "
+                         f"{sorted(params)}")
+    missing = [p.name for p in params.values()
+               if p.default is inspect.Parameter.empty and p.name not in kwargs]
+    if missing:
+        raise ValueError(f"dataset format {fmt!r} needs key(s) {missing}")
+    for key in ("ratios",):
+        if key in kwargs and isinstance(kwargs[key], list):
+            kwargs[key] = tuple(kwargs[key])
+    return loader(**kwargs)
