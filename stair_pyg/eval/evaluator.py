@@ -1,0 +1,281 @@
+r"""Full-ranking evaluation: every user with held-out interactions ranks **all** items.
+
+The protocol of MMRec and RecBole's full sort: for the users of a split (those with at least one
+validation, resp. test, interaction), every item is scored by the inner product of the model's
+user and item representations, the items the user is known to have interacted with outside that
+split are removed from the ranking (training items for validation; training and validation items
+for test), and the top :math:`K` is compared with the held-out items.
+
+Users are processed in blocks, so that the score matrix of one block, ``[block, num_items]``, is
+the largest object ever formed: the block size is the smaller of ``batch_users`` and a bound
+derived from the memory available on the device (a quarter of it).
+"""
+from __future__ import annotations
+
+import os
+from typing import Dict, Iterable, Optional, Sequence, Tuple
+
+import torch
+from torch import Tensor
+
+from stair_pyg.data.hetero import Splits
+from stair_pyg.eval.metrics import metric_sums
+
+COLD_PREFIX = "cold/"
+
+
+class PairIndex:
+    r"""A set of ``(user, item)`` pairs, stored as the sorted unique keys
+    :math:`u \cdot I + i` with per-user offsets (a CSR matrix without values).
+
+    Membership tests are one :func:`torch.searchsorted` over all queries at once.
+
+    Args:
+        edge_index (torch.Tensor): Pairs ``[2, E]`` (user ids, item ids); duplicates are removed.
+        num_users (int): Number of users :math:`U`.
+        num_items (int): Number of items :math:`I`.
+    """
+
+    def __init__(self, edge_index: Tensor, num_users: int, num_items: int):
+        edge_index = torch.as_tensor(edge_index, dtype=torch.long)
+        if edge_index.dim() != 2 or edge_index.size(0) != 2:
+            raise ValueError(f"pairs must have shape [2, E], got {tuple(edge_index.shape)}")
+        if edge_index.numel() > 0:
+            if int(edge_index[0].min()) < 0 or int(edge_index[0].max()) >= num_users:
+                raise ValueError(f"user ids must lie in [0, {num_users})")
+            if int(edge_index[1].min()) < 0 or int(edge_index[1].max()) >= num_items:
+                raise ValueError(f"item ids must lie in [0, {num_items})")
+        self.num_users = int(num_users)
+        self.num_items = int(num_items)
+        self.keys = torch.unique(edge_index[0] * self.num_items + edge_index[1])  # sorted
+        users = torch.div(self.keys, self.num_items, rounding_mode="floor")
+        self.items = self.keys - users * self.num_items
+        bounds = torch.arange(self.num_users + 1, device=self.keys.device) * self.num_items
+        self.ptr = torch.searchsorted(self.keys, bounds)
+
+    def to(self, device: torch.device | str) -> "PairIndex":
+        out = PairIndex.__new__(PairIndex)
+        out.num_users, out.num_items = self.num_users, self.num_items
+        out.keys, out.items, out.ptr = (self.keys.to(device), self.items.to(device),
+                                        self.ptr.to(device))
+        return out
+
+    def __len__(self) -> int:
+        return int(self.keys.numel())
+
+    def counts(self, users: Tensor) -> Tensor:
+        r"""Number of pairs of every user in :obj:`users`."""
+        return self.ptr[users + 1] - self.ptr[users]
+
+    def degrees(self) -> Tensor:
+        r"""Number of pairs of every user ``[U]``."""
+        return self.ptr[1:] - self.ptr[:-1]
+
+    def users(self) -> Tensor:
+        r"""The users that have at least one pair, ascending."""
+        return torch.nonzero(self.degrees() > 0).view(-1)
+
+    def contains(self, users: Tensor, items: Tensor) -> Tensor:
+        r"""Whether ``(users[b], items[b, ...])`` is in the set, elementwise; :obj:`users` is
+        broadcast against :obj:`items` along the leading dimension."""
+        if self.keys.numel() == 0:
+            return torch.zeros(items.shape, dtype=torch.bool, device=items.device)
+        shape = (-1,) + (1,) * (items.dim() - 1)
+        query = users.view(shape) * self.num_items + items
+        pos = torch.searchsorted(self.keys, query).clamp(max=self.keys.numel() - 1)
+        return self.keys[pos] == query
+
+    def entries(self, users: Tensor) -> Tuple[Tensor, Tensor]:
+        r"""All pairs of the given users as ``(row, item)``: :obj:`row` indexes :obj:`users`."""
+        start, count = self.ptr[users], self.counts(users)
+        row = torch.repeat_interleave(torch.arange(users.numel(), device=users.device), count)
+        offset = torch.arange(row.numel(), device=users.device)
+        offset = offset - torch.repeat_interleave(count.cumsum(0) - count, count)
+        return row, self.items[start[row] + offset]
+
+
+def available_memory(device: torch.device) -> int:
+    r"""Bytes free on :obj:`device` (CUDA: free device memory; CPU: available physical memory,
+    2 GiB where it cannot be read)."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free)
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX systems
+        return 2 << 30
+
+
+def block_size(num_items: int, device: torch.device, batch_users: Optional[int] = None,
+               memory_fraction: float = 0.25) -> int:
+    r"""Users per block: at most :obj:`batch_users`, and at most as many as fit
+    ``[block, num_items]`` scores plus top-k work space (about 16 bytes per entry) into
+    :obj:`memory_fraction` of the free memory."""
+    bound = int(memory_fraction * available_memory(device)) // (16 * max(num_items, 1))
+    bound = max(bound, 1)
+    return max(1, min(bound, batch_users)) if batch_users else bound
+
+
+def _topk_blocks(user_emb: Tensor, item_emb: Tensor, users: Tensor, exclude: Optional[PairIndex],
+                 k: int, batch_users: Optional[int]):
+    r"""Yields ``(block_users, top_items [b, k], top_scores [b, k])`` with excluded pairs
+    scored :math:`-\infty`."""
+    num_items = item_emb.size(0)
+    step = block_size(num_items, user_emb.device, batch_users)
+    item_t = item_emb.t()
+    for start in range(0, users.numel(), step):
+        block = users[start:start + step]
+        scores = user_emb[block] @ item_t
+        if exclude is not None:
+            row, col = exclude.entries(block)
+            scores[row, col] = float("-inf")
+        top_scores, top_items = torch.topk(scores, min(k, num_items), dim=1)
+        yield block, top_items, top_scores
+
+
+@torch.no_grad()
+def evaluate_embeddings(
+    user_emb: Tensor,
+    item_emb: Tensor,
+    splits: Splits,
+    which: str = "test",
+    ks: Sequence[int] = (10, 20, 50),
+    batch_users: Optional[int] = 4096,
+    cold_start: bool = True,
+) -> Dict[str, float]:
+    r"""Full-ranking metrics of given representations on one split.
+
+    Args:
+        user_emb (torch.Tensor): User representations ``[U, d]``.
+        item_emb (torch.Tensor): Item representations ``[I, d]``; scores are inner products.
+        splits (Splits): Train / valid / test interactions.
+        which (str, optional): ``"valid"`` (training items masked) or ``"test"`` (training and
+            validation items masked). (default: :obj:`"test"`)
+        ks (Sequence[int], optional): Cut-offs :math:`K`. (default: :obj:`(10, 20, 50)`)
+        batch_users (int, optional): Largest number of users scored at once (further bounded by
+            the free memory). (default: :obj:`4096`)
+        cold_start (bool, optional): Also report metrics restricted to held-out interactions with
+            *cold* items (items without training interactions), under keys ``"cold/<metric>"``,
+            when the split has any; the ranking is the same full ranking.
+            (default: :obj:`True`)
+
+    Returns:
+        ``{"Recall@20": ..., "NDCG@20": ..., ..., "num_users": n}`` plus, when cold items occur,
+        ``"cold/Recall@20"``, ..., ``"cold/num_users"``, ``"cold/num_items"``.
+    """
+    if which not in ("valid", "test"):
+        raise ValueError(f"'which' must be 'valid' or 'test', got '{which}'")
+    ks = sorted({int(k) for k in ks})
+    if not ks or ks[0] <= 0:
+        raise ValueError(f"'ks' must be positive integers, got {ks}")
+    if user_emb.dim() != 2 or item_emb.dim() != 2 or user_emb.size(1) != item_emb.size(1):
+        raise ValueError(f"embeddings must be [U, d] and [I, d], got {tuple(user_emb.shape)} "
+                         f"and {tuple(item_emb.shape)}")
+    num_users, num_items = user_emb.size(0), item_emb.size(0)
+    device = user_emb.device
+    heldout = getattr(splits, which).to(device)
+    known = splits.train if which == "valid" else torch.cat([splits.train, splits.valid], 1)
+    target = PairIndex(heldout, num_users, num_items)
+    exclude = PairIndex(known.to(device), num_users, num_items)
+
+    cold_target = None
+    if cold_start:
+        warm = torch.zeros(num_items, dtype=torch.bool, device=device)
+        warm[splits.train[1].to(device)] = True
+        cold_pairs = heldout[:, ~warm[heldout[1]]]
+        if cold_pairs.size(1) > 0:
+            cold_target = PairIndex(cold_pairs, num_users, num_items)
+
+    k_max = ks[-1]
+    sums: Dict[str, float] = {}
+    cold_sums: Dict[str, float] = {}
+    n_users = n_cold_users = 0
+    for block, top_items, top_scores in _topk_blocks(user_emb, item_emb, target.users(), exclude,
+                                                     k_max, batch_users):
+        valid_rank = torch.isfinite(top_scores)
+        hits = target.contains(block, top_items) & valid_rank
+        if hits.size(1) < k_max:  # fewer items than K: the missing positions are misses
+            hits = torch.cat([hits, hits.new_zeros(hits.size(0), k_max - hits.size(1))], 1)
+        for key, value in metric_sums(hits, target.counts(block), ks).items():
+            sums[key] = sums.get(key, 0.0) + value
+        n_users += block.numel()
+        if cold_target is not None:
+            count = cold_target.counts(block)
+            keep = count > 0
+            if bool(keep.any()):
+                cold_hits = cold_target.contains(block[keep], top_items[keep]) & valid_rank[keep]
+                if cold_hits.size(1) < k_max:
+                    cold_hits = torch.cat([cold_hits, cold_hits.new_zeros(
+                        cold_hits.size(0), k_max - cold_hits.size(1))], 1)
+                for key, value in metric_sums(cold_hits, count[keep], ks).items():
+                    cold_sums[key] = cold_sums.get(key, 0.0) + value
+                n_cold_users += int(keep.sum())
+
+    out: Dict[str, float] = {key: value / max(n_users, 1) for key, value in sums.items()}
+    out["num_users"] = n_users
+    if cold_target is not None:
+        out.update({COLD_PREFIX + key: value / max(n_cold_users, 1)
+                    for key, value in cold_sums.items()})
+        out[COLD_PREFIX + "num_users"] = n_cold_users
+        out[COLD_PREFIX + "num_items"] = int(torch.unique(cold_target.items).numel())
+    return out
+
+
+@torch.no_grad()
+def evaluate(
+    model: torch.nn.Module,
+    splits: Splits,
+    which: str = "test",
+    ks: Sequence[int] = (10, 20, 50),
+    batch_users: Optional[int] = 4096,
+    cold_start: bool = True,
+) -> Dict[str, float]:
+    r"""Full-ranking metrics of a :class:`~stair_pyg.models.base.Recommender` on one split.
+
+    Calls :meth:`model.embeddings` once in evaluation mode and hands the result to
+    :func:`evaluate_embeddings` (see there for the arguments and the protocol).
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        user_emb, item_emb = model.embeddings()
+    finally:
+        model.train(was_training)
+    return evaluate_embeddings(user_emb.detach(), item_emb.detach(), splits, which, ks,
+                               batch_users, cold_start)
+
+
+@torch.no_grad()
+def recommend_topk(
+    user_emb: Tensor,
+    item_emb: Tensor,
+    users: Tensor,
+    exclude: Optional[Tensor] = None,
+    k: int = 20,
+    batch_users: Optional[int] = 4096,
+) -> Iterable[Tuple[Tensor, Tensor, Tensor]]:
+    r"""Top-:math:`K` items of each of :obj:`users`, block by block.
+
+    Args:
+        user_emb (torch.Tensor): User representations ``[U, d]``.
+        item_emb (torch.Tensor): Item representations ``[I, d]``.
+        users (torch.Tensor): User ids to recommend for ``[N]``.
+        exclude (torch.Tensor, optional): Pairs ``[2, E]`` that must not be recommended (the items
+            a user has already seen).
+        k (int, optional): List length. (default: :obj:`20`)
+        batch_users (int, optional): Largest block of users. (default: :obj:`4096`)
+
+    Yields:
+        ``(block_users [b], items [b, k'], scores [b, k'])`` with :math:`k' = \min(k, I)`; where a
+        user has fewer than :math:`k'` unseen items, the surplus positions have score
+        :math:`-\infty` and must be dropped.
+    """
+    if k <= 0:
+        raise ValueError(f"k must be positive, got {k}")
+    users = torch.as_tensor(users, dtype=torch.long, device=user_emb.device)
+    if users.numel() and (int(users.min()) < 0 or int(users.max()) >= user_emb.size(0)):
+        raise ValueError(f"user ids must lie in [0, {user_emb.size(0)})")
+    index = None
+    if exclude is not None:
+        index = PairIndex(exclude.to(user_emb.device), user_emb.size(0), item_emb.size(0))
+    yield from _topk_blocks(user_emb, item_emb, users, index, k, batch_users)

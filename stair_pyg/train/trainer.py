@@ -1,0 +1,531 @@
+r"""BPR training of any :class:`~stair_pyg.models.base.Recommender`, with model selection on the
+validation split, early stopping, exact resumption and the run's outputs.
+
+An **epoch** is one pass over the shuffled training interactions in batches of ``batch_size``,
+each positive ``(u, i)`` paired with one negative item drawn uniformly from the items ``u`` has no
+training interaction with. Shuffling and negative sampling draw from one
+:class:`torch.Generator` seeded from ``train.seed``; the model's own randomness (initialisation,
+dropout) draws from torch's global generator, seeded likewise. On CPU a run is therefore a
+deterministic function of its configuration.
+
+Checkpoints are taken at epoch boundaries. They hold the full training state, including every
+generator's state, so a run resumed from a checkpoint replays the following epochs exactly as the
+uninterrupted run would have. On :class:`KeyboardInterrupt` mid-epoch, the state at the end of the
+last completed epoch (kept in memory) is written, and resuming restarts the interrupted epoch.
+
+Outputs in ``out_dir``:
+
+* ``config.yaml``: the resolved configuration;
+* ``history.jsonl``: one JSON object per epoch (``epoch``, ``loss``, ``train_seconds``, and on
+  evaluation epochs ``valid`` metrics and ``eval_seconds``);
+* ``checkpoint.pt`` (full training state) and ``best.pt`` (the best model's weights);
+* ``metrics.json`` and ``metrics.md``: validation and test metrics at the best validation epoch;
+* ``curves.png``: training loss and validation metric per epoch.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import math
+import random
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Union
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from stair_pyg.data.hetero import EDGE, RecDataset, num_users_items
+from stair_pyg.eval.evaluator import COLD_PREFIX, evaluate
+from stair_pyg.models.base import Recommender
+from stair_pyg.nn.sparse import SparseAdj
+from stair_pyg.train import checkpoint as ckpt
+from stair_pyg.train.config import TRAIN_DEFAULTS, ConfigError, resolve_config, save_config
+from stair_pyg.train.sampling import NegativeSampler
+
+# Training settings that change the trajectory: a resumed run must use the checkpoint's values.
+_TRAJECTORY_KEYS = ("seed", "batch_size", "lr", "weight_decay", "eval_every", "metric")
+
+
+def resolve_device(device: Union[str, torch.device, None] = "auto") -> torch.device:
+    r"""``"auto"`` (or :obj:`None`) picks CUDA when available, else CPU."""
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device 'cuda' was requested but CUDA is not available "
+                           "(use --device cpu or auto)")
+    return device
+
+
+def _move(value: Any, device: torch.device) -> Any:
+    if isinstance(value, (Tensor, SparseAdj)):
+        return value.to(device)
+    if isinstance(value, list):
+        return [_move(v, device) for v in value]
+    if isinstance(value, tuple) and not hasattr(value, "_fields"):
+        return tuple(_move(v, device) for v in value)
+    if isinstance(value, dict):
+        return {k: _move(v, device) for k, v in value.items()}
+    return value
+
+
+def move_to_device(model: torch.nn.Module, device: Union[str, torch.device]) -> torch.nn.Module:
+    r"""Moves a model to :obj:`device`: parameters and buffers through :meth:`Module.to`, and
+    the graphs that models keep as **plain attributes** (a :class:`~stair_pyg.nn.sparse.SparseAdj`
+    or a tensor, also inside a list, tuple or dict) of the model and of each of its sub-modules.
+
+    This is the convention every model of the library relies on: structures built in
+    :meth:`from_data` need no registration to follow the model to the GPU.
+    """
+    device = torch.device(device)
+    model.to(device)
+    for module in model.modules():
+        for name, value in list(vars(module).items()):
+            if name.startswith("_") and name in ("_parameters", "_buffers", "_modules"):
+                continue
+            moved = _move(value, device)
+            if moved is not value:
+                object.__setattr__(module, name, moved)
+    return model
+
+
+def seed_everything(seed: int) -> None:
+    r"""Seeds Python's ``random``, numpy and torch (CPU and CUDA)."""
+    random.seed(seed)
+    np.random.seed(seed % (2 ** 32))
+    torch.manual_seed(seed)
+
+
+def build_model(model_config: Dict[str, Any], data) -> Recommender:
+    r"""``get_model(model_config["name"]).from_data(data, **rest)``."""
+    from stair_pyg.models import get_model
+
+    hparams = {k: v for k, v in model_config.items() if k != "name"}
+    cls = get_model(model_config["name"])
+    return cls.from_data(data, **hparams)
+
+
+def _clone(obj: Any) -> Any:
+    if isinstance(obj, Tensor):
+        return obj.detach().clone()
+    if isinstance(obj, dict):
+        return {k: _clone(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_clone(v) for v in obj]
+    if isinstance(obj, tuple):
+        return tuple(_clone(v) for v in obj)
+    return copy.deepcopy(obj)
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+class Trainer:
+    r"""Trains a :class:`~stair_pyg.models.base.Recommender` with BPR on a
+    :class:`~stair_pyg.data.hetero.RecDataset`.
+
+    The model is used only through its interface: :meth:`configure_optimizer` once,
+    :meth:`pre_epoch` at the start of every epoch, :meth:`loss` on every batch of
+    ``(users, positives, negatives)``, and :meth:`embeddings` (in evaluation mode) for the
+    full-ranking evaluation.
+
+    Args:
+        model (Recommender): The model, built from ``dataset.data`` (training edges only).
+        dataset (RecDataset): Training graph and splits.
+        train_config (dict): The ``train`` section of a configuration (missing keys take
+            :data:`~stair_pyg.train.config.TRAIN_DEFAULTS`).
+        out_dir (str or Path, optional): Where checkpoints, history, metrics and curves go;
+            :obj:`None` keeps everything in memory. (default: :obj:`None`)
+        progress (bool, optional): Show a progress bar per epoch (only on a terminal) and a line
+            per evaluation. (default: :obj:`True`)
+        config (dict, optional): The full resolved configuration, saved in checkpoints.
+        model_name (str, optional): Registry name of the model, saved in checkpoints.
+        on_batch (callable, optional): ``on_batch(epoch, batch_index)`` after every optimizer
+            step (for tests and monitoring; raising :class:`KeyboardInterrupt` from it stops
+            training as Ctrl-C does).
+    """
+
+    def __init__(
+        self,
+        model: Recommender,
+        dataset: RecDataset,
+        train_config: Optional[Dict[str, Any]] = None,
+        out_dir: Union[str, Path, None] = None,
+        progress: bool = True,
+        config: Optional[Dict[str, Any]] = None,
+        model_name: Optional[str] = None,
+        on_batch: Optional[Callable[[int, int], None]] = None,
+    ):
+        cfg = dict(TRAIN_DEFAULTS)
+        cfg.update(train_config or {})
+        self.cfg = cfg
+        self.config = config if config is not None else {"train": cfg}
+        self.model_name = model_name or type(model).__name__
+        self.dataset = dataset
+        self.splits = dataset.splits
+        self.out_dir = Path(out_dir) if out_dir is not None else None
+        self.progress = progress
+        self.on_batch = on_batch
+        self.device = resolve_device(cfg["device"])
+        self.model = move_to_device(model, self.device)
+        self.optimizer = model.configure_optimizer(float(cfg["lr"]), float(cfg["weight_decay"]))
+        self.num_users, self.num_items = num_users_items(dataset.data)
+        self.train_pairs = dataset.data[EDGE].edge_index.cpu()
+        self.sampler = NegativeSampler(self.train_pairs, self.num_users, self.num_items)
+        self.generator = torch.Generator().manual_seed(int(cfg["seed"]))
+        self.metric = cfg["metric"]
+        self.ks = sorted(set(cfg["ks"]))
+        self.fingerprint = ckpt.dataset_fingerprint(dataset)
+        # Training state.
+        self.epoch = 0
+        self.best_value = -math.inf
+        self.best_epoch = 0
+        self.bad_evals = 0
+        self.history: List[Dict[str, Any]] = []
+        self.best_state: Optional[Dict[str, Tensor]] = None
+        self.finished = False
+        self._snapshot: Optional[Dict[str, Any]] = None
+
+    # ---------------------------------------------------------------------------------------
+    # State capture / restore
+    def _state(self, clone: bool) -> Dict[str, Any]:
+        copy_ = _clone if clone else (lambda x: x)
+        return {
+            "kind": "checkpoint",
+            "model_name": self.model_name,
+            "model_hparams": self.model.hparams,
+            "model_state": copy_(self.model.state_dict()),
+            "optimizer_state": copy_(ckpt.optimizer_state(self.optimizer)),
+            "best_model_state": self.best_state,
+            "rng": ckpt.rng_state(self.generator),
+            "epoch": self.epoch,
+            "best": {"epoch": self.best_epoch, "value": self.best_value,
+                     "bad_evals": self.bad_evals, "metric": self.metric},
+            "history": copy.deepcopy(self.history),
+            "finished": self.finished,
+            "config": self.config,
+            "dataset": self.fingerprint,
+        }
+
+    def state_dict(self) -> Dict[str, Any]:
+        r"""The full training state at the current point (what ``checkpoint.pt`` holds)."""
+        return self._state(clone=False)
+
+    def load_state_dict(self, state: Dict[str, Any], path: Any = "") -> None:
+        r"""Restores a state from :meth:`state_dict` after checking that it belongs to this
+        dataset, model and training trajectory (:class:`~stair_pyg.train.checkpoint.CheckpointError`
+        otherwise)."""
+        ckpt.check_dataset(state, self.fingerprint, path)
+        ckpt.check_model(state, self.model_name, self.model.hparams, path)
+        saved_train = state.get("config", {}).get("train", {})
+        diff = {k: (saved_train.get(k), self.cfg.get(k)) for k in _TRAJECTORY_KEYS
+                if k in saved_train and saved_train.get(k) != self.cfg.get(k)}
+        if diff:
+            raise ckpt.CheckpointError(
+                f"checkpoint {path} was written with other training settings; differences "
+                f"(checkpoint, current): {diff}. Resume with the original settings or start a "
+                f"new run in another folder.")
+        if state.get("kind") != "checkpoint" or "optimizer_state" not in state:
+            raise ckpt.CheckpointError(f"{path} holds model weights only (best.pt?); resume "
+                                       f"needs the full training state in checkpoint.pt")
+        ckpt.load_model_state(self.model, state["model_state"], path)
+        ckpt.restore_optimizer(self.optimizer, state["optimizer_state"], path)
+        ckpt.set_rng_state(state["rng"], self.generator)
+        self.epoch = int(state["epoch"])
+        best = state["best"]
+        self.best_epoch, self.best_value = int(best["epoch"]), float(best["value"])
+        self.bad_evals = int(best["bad_evals"])
+        self.history = list(state["history"])
+        self.best_state = state.get("best_model_state")
+        self.finished = bool(state.get("finished", False))
+
+    def _path(self, name: str) -> Optional[Path]:
+        return self.out_dir / name if self.out_dir is not None else None
+
+    def _write_checkpoint(self, state: Dict[str, Any]) -> None:
+        path = self._path("checkpoint.pt")
+        if path is not None:
+            ckpt.save_checkpoint(state, path)
+
+    def _write_best(self) -> None:
+        path = self._path("best.pt")
+        if path is None:
+            return
+        ckpt.save_checkpoint({
+            "kind": "best", "model_name": self.model_name, "model_hparams": self.model.hparams,
+            "model_state": self.best_state, "epoch": self.best_epoch,
+            "best": {"epoch": self.best_epoch, "value": self.best_value, "metric": self.metric},
+            "config": self.config, "dataset": self.fingerprint,
+        }, path)
+
+    def _rewrite_history(self) -> None:
+        path = self._path("history.jsonl")
+        if path is not None:
+            with open(path, "w") as f:
+                for record in self.history:
+                    f.write(json.dumps(record) + "\n")
+
+    # ---------------------------------------------------------------------------------------
+    # Training
+    def train_epoch(self, epoch: int) -> float:
+        r"""One pass over the training interactions; returns the mean batch loss (weighted by
+        batch size)."""
+        from tqdm.auto import tqdm
+
+        self.model.train()
+        self.model.pre_epoch(epoch)
+        num_edges = self.train_pairs.size(1)
+        perm = torch.randperm(num_edges, generator=self.generator)
+        users, pos = self.train_pairs[0, perm], self.train_pairs[1, perm]
+        neg = self.sampler.sample(users, self.generator)
+        users, pos, neg = (t.to(self.device) for t in (users, pos, neg))  # one transfer per epoch
+        batch_size = int(self.cfg["batch_size"])
+        num_batches = (num_edges + batch_size - 1) // batch_size
+        total = torch.zeros((), dtype=torch.float64, device=self.device)
+        bar = tqdm(total=num_batches, desc=f"epoch {epoch}", unit="batch", leave=False,
+                   dynamic_ncols=True, disable=None if self.progress else True)
+        try:
+            for b in range(num_batches):
+                sl = slice(b * batch_size, (b + 1) * batch_size)
+                u, p, n = users[sl], pos[sl], neg[sl]
+                loss = self.model.loss(u, p, n)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"loss is {loss.item()} at epoch {epoch}, batch {b}")
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                self.optimizer.step()
+                total += loss.detach().double() * u.numel()
+                bar.update(1)
+                if not bar.disable and (b % 20 == 0 or b == num_batches - 1):
+                    bar.set_postfix(loss=f"{loss.item():.4f}")
+                if self.on_batch is not None:
+                    self.on_batch(epoch, b)
+        finally:
+            bar.close()
+        return float(total) / max(num_edges, 1)
+
+    def _evaluate(self, which: str) -> Dict[str, float]:
+        return evaluate(self.model, self.splits, which, ks=self.ks,
+                        batch_users=self.cfg.get("eval_batch_users"))
+
+    def _log(self, text: str) -> None:
+        if self.progress:
+            from tqdm.auto import tqdm
+
+            tqdm.write(text, file=sys.stderr)
+
+    def fit(self, resume: bool = False) -> Dict[str, Any]:
+        r"""Trains until ``epochs`` or early stopping, then evaluates validation and test with the
+        best validation weights.
+
+        Args:
+            resume (bool, optional): Continue from ``out_dir/checkpoint.pt``. A missing or
+                mismatching checkpoint raises an error. (default: :obj:`False`)
+
+        Returns:
+            ``{"best_epoch", "metric", "valid", "test", "epoch_seconds", "epochs_run",
+            "stopped_early", "history"}``.
+        """
+        cfg = self.cfg
+        if self.out_dir is not None:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            save_config(self.config, self.out_dir / "config.yaml")
+        if resume:
+            path = self._path("checkpoint.pt")
+            if path is None:
+                raise ValueError("resume=True needs an output folder holding checkpoint.pt")
+            if not path.is_file():
+                raise FileNotFoundError(f"cannot resume: no checkpoint at '{path}' (run without "
+                                        f"--resume to start a new run)")
+            self.load_state_dict(ckpt.load_checkpoint(path, map_location=self.device), path)
+            self._log(f"resumed from {path} after epoch {self.epoch}")
+        elif self._path("checkpoint.pt") is not None and self._path("checkpoint.pt").exists():
+            warnings.warn(f"'{self.out_dir}' already holds a run; it is overwritten "
+                          f"(pass resume=True / --resume to continue it instead)")
+        self._rewrite_history()
+
+        patience = cfg.get("patience")
+        every = int(cfg["eval_every"])
+        epochs = int(cfg["epochs"])
+        self._snapshot = self._state(clone=True)
+        try:
+            while not self.finished and self.epoch < epochs:
+                epoch = self.epoch + 1
+                start = time.perf_counter()
+                loss = self.train_epoch(epoch)
+                if self.device.type == "cuda":
+                    torch.cuda.synchronize(self.device)
+                record: Dict[str, Any] = {"epoch": epoch, "loss": loss,
+                                          "train_seconds": time.perf_counter() - start}
+                if epoch % every == 0 or epoch == epochs:
+                    start = time.perf_counter()
+                    valid = self._evaluate("valid")
+                    record["valid"] = valid
+                    record["eval_seconds"] = time.perf_counter() - start
+                    value = valid[self.metric]
+                    if value > self.best_value:
+                        self.best_value, self.best_epoch, self.bad_evals = value, epoch, 0
+                        self.best_state = _clone(self.model.state_dict())
+                        self._write_best()
+                    else:
+                        self.bad_evals += 1
+                    self._log(f"epoch {epoch:4d}  loss {loss:.4f}  {self.metric} {value:.4f}  "
+                              f"(best {self.best_value:.4f} @ {self.best_epoch})  "
+                              f"{record['train_seconds']:.1f}s + {record['eval_seconds']:.1f}s")
+                self.history.append(record)
+                path = self._path("history.jsonl")
+                if path is not None:
+                    with open(path, "a") as f:
+                        f.write(json.dumps(record) + "\n")
+                self.epoch = epoch
+                if patience is not None and patience > 0 and self.bad_evals >= patience:
+                    self._log(f"early stop: no improvement of {self.metric} in {patience} "
+                              f"evaluations")
+                    self.finished = True
+                if self.epoch >= epochs:
+                    self.finished = True
+                self._snapshot = self._state(clone=True)
+                every_ck = int(cfg.get("checkpoint_every") or 0)
+                if self.finished or (every_ck > 0 and epoch % every_ck == 0):
+                    self._write_checkpoint(self._snapshot)
+        except KeyboardInterrupt:
+            if self._snapshot is not None and self.out_dir is not None:
+                self._write_checkpoint(self._snapshot)
+                self._log(f"\ninterrupted: saved the state after epoch {self._snapshot['epoch']} "
+                          f"to {self._path('checkpoint.pt')}; continue with --resume")
+            raise
+        return self._finish()
+
+    def _finish(self) -> Dict[str, Any]:
+        if self.best_state is None:
+            raise RuntimeError("no evaluation was run, so there is no best model")
+        ckpt.load_model_state(self.model, self.best_state)
+        valid = self._evaluate("valid")
+        test = self._evaluate("test")
+        train_secs = [r["train_seconds"] for r in self.history]
+        result = {
+            "best_epoch": self.best_epoch,
+            "metric": self.metric,
+            "valid": valid,
+            "test": test,
+            "epoch_seconds": float(np.mean(train_secs)) if train_secs else 0.0,
+            "epochs_run": self.epoch,
+            "stopped_early": self.epoch < int(self.cfg["epochs"]),
+            "history": self.history,
+        }
+        if self.out_dir is not None:
+            summary = {k: v for k, v in result.items() if k != "history"}
+            summary.update(model=self.model_name, dataset=self.fingerprint)
+            with open(self.out_dir / "metrics.json", "w") as f:
+                json.dump(summary, f, indent=2)
+            (self.out_dir / "metrics.md").write_text(metrics_markdown(result))
+            try:
+                from stair_pyg.train.plots import plot_history
+
+                plot_history(self.history, self.out_dir / "curves.png", self.metric,
+                             best_epoch=self.best_epoch)
+            except ImportError as e:  # pragma: no cover - matplotlib missing
+                warnings.warn(f"curves.png not written: {e}")
+        return result
+
+
+def metrics_markdown(result: Dict[str, Any]) -> str:
+    r"""A Markdown table of validation and test metrics at the best epoch (cold-start rows when
+    present)."""
+    valid, test = result["valid"], result["test"]
+    keys = [k for k in test if not k.endswith("num_users") and not k.endswith("num_items")]
+
+    def order(key: str):
+        cold = key.startswith(COLD_PREFIX)
+        name, _, k = key.replace(COLD_PREFIX, "").partition("@")
+        return (cold, int(k) if k.isdigit() else 0, name)
+
+    lines = [f"Best epoch {result['best_epoch']} (selected on validation {result['metric']}); "
+             f"mean training time per epoch {result['epoch_seconds']:.2f} s.", "",
+             "| metric | valid | test |", "|---|---|---|"]
+    for key in sorted(keys, key=order):
+        v = valid.get(key)
+        lines.append(f"| {key} | {'-' if v is None else f'{v:.4f}'} | {test[key]:.4f} |")
+    lines.append(f"| users evaluated | {valid.get('num_users', '-')} | {test.get('num_users')} |")
+    if COLD_PREFIX + "num_users" in test or COLD_PREFIX + "num_users" in valid:
+        lines.append(f"| cold-start users | {valid.get(COLD_PREFIX + 'num_users', '-')} | "
+                     f"{test.get(COLD_PREFIX + 'num_users', '-')} |")
+        lines.append(f"| cold-start items | {valid.get(COLD_PREFIX + 'num_items', '-')} | "
+                     f"{test.get(COLD_PREFIX + 'num_items', '-')} |")
+    return "\n".join(lines) + "\n"
+
+
+def run_experiment(
+    config: Dict[str, Any],
+    out_dir: Union[str, Path, None] = None,
+    resume: bool = False,
+    progress: bool = True,
+    dataset: Optional[RecDataset] = None,
+    on_batch: Optional[Callable[[int, int], None]] = None,
+) -> Dict[str, Any]:
+    r"""Runs one experiment from a configuration: loads the dataset, builds the model from the
+    training graph, trains with :class:`Trainer` and reports metrics at the best validation
+    epoch.
+
+    Args:
+        config (dict): A configuration (see :mod:`stair_pyg.train.config`); it is resolved and
+            validated here.
+        out_dir (str or Path, optional): Output folder (:obj:`None`: nothing is written).
+        resume (bool, optional): Continue the run in :obj:`out_dir`. (default: :obj:`False`)
+        progress (bool, optional): Progress bars and per-evaluation lines. (default: :obj:`True`)
+        dataset (RecDataset, optional): Use this dataset instead of loading ``config["dataset"]``.
+        on_batch (callable, optional): See :class:`Trainer`.
+
+    Returns:
+        ``{"best_epoch": int, "valid": {...}, "test": {...}, "epoch_seconds": float,
+        "history": [...], ...}`` with metric names such as ``"NDCG@20"``.
+    """
+    cfg = resolve_config(config, check_paths=dataset is None)
+    seed_everything(int(cfg["train"]["seed"]))
+    if dataset is None:
+        from stair_pyg.data import load_dataset
+
+        dataset = load_dataset(cfg["dataset"])
+    try:
+        model = build_model(cfg["model"], dataset.data)
+    except TypeError as e:  # a hyper-parameter the model does not take
+        raise ConfigError(f"model: {e}") from e
+    trainer = Trainer(model, dataset, cfg["train"], out_dir=out_dir, progress=progress,
+                      config=cfg, model_name=cfg["model"]["name"].lower(), on_batch=on_batch)
+    return trainer.fit(resume=resume)
+
+
+def load_trained(path: Union[str, Path], device: Union[str, torch.device, None] = "auto",
+                 dataset: Optional[RecDataset] = None):
+    r"""Rebuilds the model of a ``checkpoint.pt`` or ``best.pt`` with its weights.
+
+    The dataset is loaded again from the configuration stored in the checkpoint (unless given)
+    and must have the fingerprint recorded there; the model is rebuilt from the training graph
+    with the stored hyper-parameters and must have the stored parameter shapes.
+
+    Returns:
+        ``(model, dataset, state)``: the model on :obj:`device` in evaluation mode, the dataset,
+        and the checkpoint's contents.
+
+    Raises:
+        CheckpointError: On a corrupt checkpoint, another dataset or another model shape.
+    """
+    state = ckpt.load_checkpoint(path)
+    config = state["config"]
+    if dataset is None:
+        from stair_pyg.data import load_dataset
+
+        dataset = load_dataset(config["dataset"])
+    ckpt.check_dataset(state, ckpt.dataset_fingerprint(dataset), path)
+    seed_everything(int(config.get("train", {}).get("seed", 0)))
+    model = build_model(config["model"], dataset.data)
+    ckpt.check_model(state, state["model_name"], model.hparams, path)
+    ckpt.load_model_state(model, state["model_state"], path)
+    model = move_to_device(model, resolve_device(device))
+    model.eval()
+    return model, dataset, state
