@@ -4,7 +4,7 @@ Every model (STAIR, BPR-MF, LightGCN, VBPR, FREEDOM, BM3, LGMRec; optionally the
 ``content`` model) is trained by :func:`stair_pyg.train.run_experiment` on the same dataset and
 splits, selected on the validation metric (``NDCG@20`` by default, early stopping with the
 configured patience) and reported on the test split at its best validation epoch. Each model runs
-with its own paper's / reference implementation's settings (:data:`MODEL_CONFIGS`): STAIR with the
+with its own paper's / reference implementation's settings (``configs/models/<name>.yaml``): STAIR with the
 STAIR paper's (batch 1024, AdamW-style weight decay 0.3), the baselines with MMRec's (batch 2048,
 Adam, lr 1e-3, no weight decay; their regularisers are in their losses) and the hyper-parameter
 defaults documented in each model class.
@@ -61,27 +61,16 @@ SCRIPT = "compare_models"
 DEFAULT_MODELS = ["stair", "bpr", "lightgcn", "vbpr", "freedom", "bm3", "lgmrec"]
 HEADLINE = ["Recall@10", "Recall@20", "NDCG@10", "NDCG@20"]
 
-#: MMRec's training protocol (``src/configs/overall.yaml``): Adam, lr 1e-3, batch 2048, no
-#: weight decay (the models' own regularisers are part of their losses).
-MMREC_TRAIN = {"batch_size": 2048, "lr": 1.0e-3, "weight_decay": 0.0}
+#: Every model's ``model`` section and ``train`` settings come from ``configs/models/<name>.yaml``,
+#: the same files ``stair-pyg train --model NAME`` uses.
+MODEL_CONFIG_DIR = REPO_ROOT / "configs" / "models"
 
-#: ``model`` section and ``train`` overrides per model. Model hyper-parameters not listed take the
-#: defaults documented in each model class.
-MODEL_CONFIGS: Dict[str, Dict[str, Dict[str, Any]]] = {
-    "stair": {"model": {"embedding_dim": 64, "num_layers": 3, "gamma": 0.1,
-                        "knn_k": {"text": 5, "image": 1}},
-              "train": {"batch_size": 1024, "lr": 1.0e-3, "weight_decay": 0.3}},
-    "bpr": {"model": {"embedding_dim": 64}, "train": MMREC_TRAIN},
-    "lightgcn": {"model": {"embedding_dim": 64}, "train": MMREC_TRAIN},
-    "vbpr": {"model": {"embedding_dim": 64}, "train": MMREC_TRAIN},
-    "freedom": {"model": {"embedding_dim": 64}, "train": MMREC_TRAIN},
-    "bm3": {"model": {"embedding_dim": 64}, "train": MMREC_TRAIN},
-    "lgmrec": {"model": {"embedding_dim": 64}, "train": MMREC_TRAIN},
-    "content": {"model": {"embedding_dim": 64}, "train": MMREC_TRAIN},
-}
 
-#: The content-only model lives in stair_pyg/models/content.py.
-CONTENT_ENTRY = "stair_pyg.models.content:ContentBPR"
+def model_spec(model: str) -> Dict[str, Dict[str, Any]]:
+    r"""The ``model`` section and ``train`` settings of ``configs/models/<model>.yaml``."""
+    spec = C_load_yaml(MODEL_CONFIG_DIR / f"{model}.yaml")
+    return {"model": dict(spec.get("model", {"name": model})), "train": dict(spec.get("train", {}))}
+
 
 DATASET_CONFIGS = {
     "synthetic": REPO_ROOT / "configs" / "synthetic.yaml",
@@ -92,13 +81,6 @@ DATASET_CONFIGS = {
 #: ``--quick``: a small synthetic graph and a few epochs (a smoke run of the whole pipeline).
 QUICK_DATASET = {"format": "synthetic", "num_users": 300, "num_items": 150,
                  "interactions_per_user": 12, "content_weight": 0.5, "seed": 0}
-
-
-def register_content_model() -> None:
-    r"""Makes ``model.name: content`` resolvable even where the registry does not list it."""
-    from stair_pyg.models import MODELS
-
-    MODELS.setdefault("content", CONTENT_ENTRY)
 
 
 def base_config(args: argparse.Namespace) -> Dict[str, Any]:
@@ -136,9 +118,9 @@ def C_load_yaml(path: Path) -> Dict[str, Any]:
 
 
 def run_config(base: Dict[str, Any], model: str, seed: int) -> Dict[str, Any]:
-    spec = MODEL_CONFIGS.get(model, {"model": {}, "train": MMREC_TRAIN})
+    spec = model_spec(model)
     config = copy.deepcopy(base)
-    config["model"] = {"name": model, **copy.deepcopy(spec["model"])}
+    config["model"] = {**spec["model"], "name": model}
     config["train"] = {**config["train"], **spec["train"], "seed": int(seed)}
     return config
 
@@ -263,7 +245,6 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.quick and "--seeds" not in argv:
         args.seeds = [1, 2]
     models = [m.strip().lower() for m in args.models.split(",") if m.strip()]
-    register_content_model()
     from stair_pyg.data import load_dataset
     from stair_pyg.models import MODELS
 
@@ -305,7 +286,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         "script": SCRIPT, "name": name, "args": " ".join(argv), "models": models,
         "seeds": args.seeds, "device": str(device), "device_name": C.device_name(device),
         "environment": C.environment(), "dataset_spec": base["dataset"], "train": base["train"],
-        "model_configs": {m: MODEL_CONFIGS.get(m) for m in models},
+        "model_configs": {m: model_spec(m) for m in models},
         "runs": runs, "summary": {m: summarise(r) for m, r in runs.items()},
     }
     table = markdown(name, results)

@@ -111,3 +111,17 @@ def test_console_script_subprocess(tiny_config, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["model"] == "bpr" and metrics["epochs_run"] == 3
+
+
+def test_train_with_model_option_uses_the_model_config(tiny_config, tmp_path, monkeypatch,
+                                                        capsys):
+    monkeypatch.chdir(REPO)
+    out = tmp_path / "lightgcn"
+    code = main(["train", "--config", str(tiny_config), "--model", "lightgcn", "--out", str(out),
+                 "--no-progress", "--set", "train.epochs=1", "--set", "model.embedding_dim=8"])
+    assert code == 0, capsys.readouterr().err
+    resolved = yaml.safe_load((out / "config.yaml").read_text())
+    assert resolved["model"] == {"name": "lightgcn", "embedding_dim": 8}  # STAIR's keys replaced
+    assert resolved["train"]["batch_size"] == 2048  # from configs/models/lightgcn.yaml
+    assert main(["train", "--config", str(tiny_config), "--model", "nosuchmodel"]) == 2
+    assert "configs/models/nosuchmodel.yaml" in capsys.readouterr().err

@@ -113,3 +113,35 @@ def test_shipped_configs_are_valid(name, monkeypatch):
     train = cfg["train"]
     assert (train["batch_size"], train["lr"], train["weight_decay"]) == (1024, 1e-3, 0.3)
     assert train["metric"] == "NDCG@20"
+
+
+def test_merge_configs_replaces_a_model_section_that_names_another_model():
+    from stair_pyg.train.config import merge_configs
+
+    stair = {"dataset": {"format": "synthetic", "num_users": 50},
+             "model": {"name": "stair", "gamma": 0.2, "knn_k": {"text": 5}},
+             "train": {"epochs": 3, "weight_decay": 0.3}}
+    other = merge_configs(stair, {"model": {"name": "bpr", "embedding_dim": 8},
+                                  "train": {"weight_decay": 0.0, "batch_size": 2048}})
+    assert other["model"] == {"name": "bpr", "embedding_dim": 8}  # no STAIR keys left over
+    assert other["train"] == {"epochs": 3, "weight_decay": 0.0, "batch_size": 2048}
+    assert other["dataset"] == stair["dataset"]
+    same = merge_configs(stair, {"model": {"name": "STAIR", "gamma": 0.5}})
+    assert same["model"] == {"name": "STAIR", "gamma": 0.5, "knn_k": {"text": 5}}
+    assert stair["model"]["gamma"] == 0.2  # inputs untouched
+    resolve_config(other)
+
+
+@pytest.mark.parametrize("model_file", sorted((REPO / "configs" / "models").glob("*.yaml")),
+                         ids=lambda p: p.stem)
+def test_every_model_config_composes_with_every_dataset_config(model_file, monkeypatch):
+    monkeypatch.chdir(REPO)
+    cfg = load_config([REPO / "configs" / "synthetic.yaml", model_file], resolve=False)
+    assert cfg["model"]["name"] == model_file.stem
+    cfg = resolve_config(cfg)
+    assert cfg["dataset"]["format"] == "synthetic"
+
+
+def test_load_config_needs_a_file():
+    with pytest.raises(ConfigError, match="no config file"):
+        load_config([])

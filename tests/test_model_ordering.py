@@ -18,10 +18,6 @@ import statistics
 
 import pytest
 
-from stair_pyg.models import MODELS
-
-MODELS.setdefault("content", "stair_pyg.models.content:ContentBPR")
-
 pytestmark = pytest.mark.slow  # about 35 s on two CPU cores
 
 SEEDS = (1, 2)

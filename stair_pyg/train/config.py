@@ -16,7 +16,7 @@ from __future__ import annotations
 import copy
 import inspect
 from pathlib import Path
-from typing import Any, Dict, Iterable, Optional, Union
+from typing import Any, Dict, Iterable, Optional, Sequence, Union
 
 import yaml
 
@@ -90,11 +90,42 @@ def apply_overrides(config: Dict[str, Any], overrides: Iterable[str]) -> Dict[st
     return config
 
 
-def load_config(path: Union[str, Path], overrides: Iterable[str] = (),
-                resolve: bool = True) -> Dict[str, Any]:
-    r"""Reads a YAML config, applies :obj:`overrides` and (by default) resolves it."""
-    cfg = apply_overrides(load_yaml(path), overrides)
-    return resolve_config(cfg, base_dir=Path(path).resolve().parent) if resolve else cfg
+def merge_configs(base: Dict[str, Any], extra: Dict[str, Any]) -> Dict[str, Any]:
+    r"""Returns :obj:`base` updated by :obj:`extra`, section by section.
+
+    Keys of :obj:`extra` override those of :obj:`base`; the ``dataset`` and ``train`` sections
+    are merged key by key. A ``model`` section of :obj:`extra` that names a *different* model
+    replaces the base's ``model`` section as a whole (the hyper-parameters of one model mean
+    nothing to another), otherwise it is merged key by key as well. So a dataset config followed
+    by a model config (``configs/models/<name>.yaml``) trains that model on that dataset.
+    """
+    out = copy.deepcopy(base)
+    for section, value in extra.items():
+        value = copy.deepcopy(value)
+        current = out.get(section)
+        if not isinstance(value, dict) or not isinstance(current, dict):
+            out[section] = value
+        elif section == "model" and "name" in value and str(value["name"]).lower() != str(
+                current.get("name", "")).lower():
+            out[section] = value
+        else:
+            current.update(value)
+    return out
+
+
+def load_config(path: Union[str, Path, Sequence[Union[str, Path]]],
+                overrides: Iterable[str] = (), resolve: bool = True) -> Dict[str, Any]:
+    r"""Reads one YAML config, or several merged in order by :func:`merge_configs`, applies
+    :obj:`overrides` and (by default) resolves it. A relative ``dataset.path`` is looked up from
+    the current directory, then from the folder of the first file."""
+    paths = [path] if isinstance(path, (str, Path)) else list(path)
+    if not paths:
+        raise ConfigError("no config file given")
+    cfg: Dict[str, Any] = {}
+    for p in paths:
+        cfg = merge_configs(cfg, load_yaml(p))
+    cfg = apply_overrides(cfg, overrides)
+    return resolve_config(cfg, base_dir=Path(paths[0]).resolve().parent) if resolve else cfg
 
 
 def save_config(config: Dict[str, Any], path: Union[str, Path]) -> None:
