@@ -39,3 +39,12 @@ def test_ogbl_collab_example_explains_missing_dataset(tmp_path):
     proc = run_example("ogbl_collab.py", "--root", str(tmp_path))
     assert proc.returncode == 2
     assert "collab.zip" in proc.stderr and "ogbl_collab" in proc.stderr
+
+
+def test_quickstart_example_trains_and_ranks():
+    proc = run_example("quickstart.py", "--epochs", "10")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("epoch")]
+    ndcg = [float(line.split()[-1]) for line in lines]
+    assert len(ndcg) == 2 and ndcg[-1] > ndcg[0] > 0  # learning, not just running
+    assert "top-5 for users 0 and 1" in proc.stdout
