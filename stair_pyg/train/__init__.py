@@ -1,4 +1,5 @@
-r"""Training: the BPR trainer, negative sampling, checkpoints, configurations and plots."""
+r"""Training: the BPR trainer (single-process or data-parallel), negative sampling, checkpoints,
+configurations and plots."""
 from stair_pyg.train.checkpoint import (
     CheckpointError,
     dataset_fingerprint,
@@ -13,6 +14,7 @@ from stair_pyg.train.config import (
     resolve_config,
     save_config,
 )
+from stair_pyg.train.distributed import DistributedError, launch
 from stair_pyg.train.sampling import NegativeSampler
 from stair_pyg.train.trainer import (
     Trainer,
@@ -30,4 +32,5 @@ __all__ = [
     "TRAIN_DEFAULTS", "ConfigError", "apply_overrides", "load_config", "resolve_config",
     "save_config", "NegativeSampler", "Trainer", "build_model", "move_to_device",
     "resolve_device", "run_experiment", "seed_everything", "load_trained", "metrics_markdown",
+    "DistributedError", "launch",
 ]

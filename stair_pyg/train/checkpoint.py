@@ -199,7 +199,9 @@ def rng_state(generator: Optional[torch.Generator] = None) -> Dict[str, Any]:
                   "pos": int(np_state[2]), "has_gauss": int(np_state[3]),
                   "cached_gaussian": float(np_state[4])},
         "python": random.getstate(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        # the current device only: under data parallelism each rank owns one GPU, and touching
+        # every device would open a CUDA context on each of them from every rank
+        "cuda": [torch.cuda.get_rng_state()] if torch.cuda.is_available() else [],
     }
     if generator is not None:
         state["generator"] = generator.get_state()
@@ -215,6 +217,6 @@ def set_rng_state(state: Dict[str, Any], generator: Optional[torch.Generator] = 
     py = state["python"]
     random.setstate((py[0], tuple(py[1]), py[2]))
     if state.get("cuda") and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+        torch.cuda.set_rng_state(state["cuda"][0].cpu())
     if generator is not None and "generator" in state:
         generator.set_state(state["generator"].cpu())

@@ -21,6 +21,13 @@ Outputs in ``out_dir``:
 * ``checkpoint.pt`` (full training state) and ``best.pt`` (the best model's weights);
 * ``metrics.json`` and ``metrics.md``: validation and test metrics at the best validation epoch;
 * ``curves.png``: training loss and validation metric per epoch.
+
+**Data parallelism.** When a :mod:`torch.distributed` process group of several ranks is
+initialised (by :func:`run_experiment` from ``torchrun``'s environment, or by the caller), every
+rank draws the same global batches, computes the loss of its contiguous share, and the gradients
+are summed over ranks before every rank applies the same optimizer step; only rank 0 evaluates,
+logs and writes the outputs above (see :mod:`stair_pyg.train.distributed`). Checkpoints do not
+depend on the number of ranks.
 """
 from __future__ import annotations
 
@@ -43,6 +50,7 @@ from stair_pyg.eval.evaluator import COLD_PREFIX, evaluate
 from stair_pyg.models.base import Recommender
 from stair_pyg.nn.sparse import SparseAdj
 from stair_pyg.train import checkpoint as ckpt
+from stair_pyg.train import distributed
 from stair_pyg.train.config import TRAIN_DEFAULTS, ConfigError, resolve_config, save_config
 from stair_pyg.train.sampling import NegativeSampler
 
@@ -148,6 +156,10 @@ class Trainer:
         on_batch (callable, optional): ``on_batch(epoch, batch_index)`` after every optimizer
             step (for tests and monitoring; raising :class:`KeyboardInterrupt` from it stops
             training as Ctrl-C does).
+
+    In an initialised :mod:`torch.distributed` process group of several ranks, the trainer runs
+    data-parallel (see the module docstring); rank 0 alone evaluates and writes to
+    :obj:`out_dir`, and :meth:`fit` returns rank 0's result on every rank.
     """
 
     def __init__(
@@ -172,6 +184,10 @@ class Trainer:
         self.progress = progress
         self.on_batch = on_batch
         self.device = resolve_device(cfg["device"])
+        self.rank, self.world_size = distributed.rank_and_world_size()
+        self.is_main = self.rank == 0
+        if self.world_size > 1 and self.device.type == "cuda" and self.device.index is None:
+            self.device = torch.device("cuda", torch.cuda.current_device())  # LOCAL_RANK's GPU
         self.model = move_to_device(model, self.device)
         self.optimizer = model.configure_optimizer(float(cfg["lr"]), float(cfg["weight_decay"]))
         self.num_users, self.num_items = num_users_items(dataset.data)
@@ -247,13 +263,17 @@ class Trainer:
     def _path(self, name: str) -> Optional[Path]:
         return self.out_dir / name if self.out_dir is not None else None
 
+    def _output(self, name: str) -> Optional[Path]:
+        r"""Where to write :obj:`name`: :obj:`None` without an output folder and on ranks > 0."""
+        return self._path(name) if self.is_main else None
+
     def _write_checkpoint(self, state: Dict[str, Any]) -> None:
-        path = self._path("checkpoint.pt")
+        path = self._output("checkpoint.pt")
         if path is not None:
             ckpt.save_checkpoint(state, path)
 
     def _write_best(self) -> None:
-        path = self._path("best.pt")
+        path = self._output("best.pt")
         if path is None:
             return
         ckpt.save_checkpoint({
@@ -264,7 +284,7 @@ class Trainer:
         }, path)
 
     def _rewrite_history(self) -> None:
-        path = self._path("history.jsonl")
+        path = self._output("history.jsonl")
         if path is not None:
             with open(path, "w") as f:
                 for record in self.history:
@@ -288,17 +308,22 @@ class Trainer:
         num_batches = (num_edges + batch_size - 1) // batch_size
         total = torch.zeros((), dtype=torch.float64, device=self.device)
         bar = tqdm(total=num_batches, desc=f"epoch {epoch}", unit="batch", leave=False,
-                   dynamic_ncols=True, disable=None if self.progress else True)
+                   dynamic_ncols=True,
+                   disable=None if self.progress and self.is_main else True)
         try:
             for b in range(num_batches):
                 sl = slice(b * batch_size, (b + 1) * batch_size)
                 u, p, n = users[sl], pos[sl], neg[sl]
-                loss = self.model.loss(u, p, n)
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"loss is {loss.item()} at epoch {epoch}, batch {b}")
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                self.optimizer.step()
+                if self.world_size > 1:
+                    loss = self._data_parallel_step(u, p, n, epoch, b)
+                else:
+                    loss = self.model.loss(u, p, n)
+                    if not torch.isfinite(loss):
+                        raise FloatingPointError(f"loss is {loss.item()} at epoch {epoch}, "
+                                                 f"batch {b}")
+                    self.optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    self.optimizer.step()
                 total += loss.detach().double() * u.numel()
                 bar.update(1)
                 if not bar.disable and (b % 20 == 0 or b == num_batches - 1):
@@ -309,12 +334,32 @@ class Trainer:
             bar.close()
         return float(total) / max(num_edges, 1)
 
+    def _data_parallel_step(self, users: Tensor, pos: Tensor, neg: Tensor, epoch: int,
+                            batch: int) -> Tensor:
+        r"""One optimizer step on a global batch, this rank computing the loss of its share;
+        returns the loss of the global batch (the same on every rank)."""
+        n = users.numel()
+        share = distributed.local_share(n, self.rank, self.world_size)
+        local_n = share.stop - share.start
+        self.optimizer.zero_grad(set_to_none=True)
+        loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        if local_n > 0:
+            loss = self.model.loss(users[share], pos[share], neg[share])
+            (loss * (local_n / n)).backward()  # sum over ranks = gradient of the global mean
+            loss_sum = loss.detach().double() * local_n
+        loss_sum = distributed.all_reduce_gradients(self.model.parameters(), extra=loss_sum)
+        loss = loss_sum / n
+        if not torch.isfinite(loss):  # the same decision on every rank
+            raise FloatingPointError(f"loss is {loss.item()} at epoch {epoch}, batch {batch}")
+        self.optimizer.step()
+        return loss
+
     def _evaluate(self, which: str) -> Dict[str, float]:
         return evaluate(self.model, self.splits, which, ks=self.ks,
                         batch_users=self.cfg.get("eval_batch_users"))
 
     def _log(self, text: str) -> None:
-        if self.progress:
+        if self.progress and self.is_main:
             from tqdm.auto import tqdm
 
             tqdm.write(text, file=sys.stderr)
@@ -332,7 +377,7 @@ class Trainer:
             "stopped_early", "history"}``.
         """
         cfg = self.cfg
-        if self.out_dir is not None:
+        if self._output("config.yaml") is not None:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             save_config(self.config, self.out_dir / "config.yaml")
         if resume:
@@ -344,7 +389,7 @@ class Trainer:
                                         f"--resume to start a new run)")
             self.load_state_dict(ckpt.load_checkpoint(path, map_location=self.device), path)
             self._log(f"resumed from {path} after epoch {self.epoch}")
-        elif self._path("checkpoint.pt") is not None and self._path("checkpoint.pt").exists():
+        elif self._output("checkpoint.pt") is not None and self._path("checkpoint.pt").exists():
             warnings.warn(f"'{self.out_dir}' already holds a run; it is overwritten "
                           f"(pass resume=True / --resume to continue it instead)")
         self._rewrite_history()
@@ -352,7 +397,8 @@ class Trainer:
         patience = cfg.get("patience")
         every = int(cfg["eval_every"])
         epochs = int(cfg["epochs"])
-        self._snapshot = self._state(clone=True)
+        if self.is_main:
+            self._snapshot = self._state(clone=True)
         try:
             while not self.finished and self.epoch < epochs:
                 epoch = self.epoch + 1
@@ -362,7 +408,7 @@ class Trainer:
                     torch.cuda.synchronize(self.device)
                 record: Dict[str, Any] = {"epoch": epoch, "loss": loss,
                                           "train_seconds": time.perf_counter() - start}
-                if epoch % every == 0 or epoch == epochs:
+                if self.is_main and (epoch % every == 0 or epoch == epochs):
                     start = time.perf_counter()
                     valid = self._evaluate("valid")
                     record["valid"] = valid
@@ -378,7 +424,7 @@ class Trainer:
                               f"(best {self.best_value:.4f} @ {self.best_epoch})  "
                               f"{record['train_seconds']:.1f}s + {record['eval_seconds']:.1f}s")
                 self.history.append(record)
-                path = self._path("history.jsonl")
+                path = self._output("history.jsonl")
                 if path is not None:
                     with open(path, "a") as f:
                         f.write(json.dumps(record) + "\n")
@@ -389,12 +435,17 @@ class Trainer:
                     self.finished = True
                 if self.epoch >= epochs:
                     self.finished = True
+                if self.world_size > 1:  # rank 0 decides; its generator state covers evaluation
+                    self.finished = distributed.broadcast_object(self.finished)
+                    distributed.sync_rng_states()
+                if not self.is_main:
+                    continue
                 self._snapshot = self._state(clone=True)
                 every_ck = int(cfg.get("checkpoint_every") or 0)
                 if self.finished or (every_ck > 0 and epoch % every_ck == 0):
                     self._write_checkpoint(self._snapshot)
         except KeyboardInterrupt:
-            if self._snapshot is not None and self.out_dir is not None:
+            if self._snapshot is not None and self._output("checkpoint.pt") is not None:
                 self._write_checkpoint(self._snapshot)
                 self._log(f"\ninterrupted: saved the state after epoch {self._snapshot['epoch']} "
                           f"to {self._path('checkpoint.pt')}; continue with --resume")
@@ -402,6 +453,15 @@ class Trainer:
         return self._finish()
 
     def _finish(self) -> Dict[str, Any]:
+        if self.world_size > 1:
+            # Rank 0 evaluates; every rank ends with its result and the best weights.
+            result = self._finish_main() if self.is_main else None
+            result = distributed.broadcast_object(result)
+            distributed.broadcast_parameters(self.model)
+            return result
+        return self._finish_main()
+
+    def _finish_main(self) -> Dict[str, Any]:
         if self.best_state is None:
             raise RuntimeError("no evaluation was run, so there is no best model")
         ckpt.load_model_state(self.model, self.best_state)
@@ -467,6 +527,7 @@ def run_experiment(
     progress: bool = True,
     dataset: Optional[RecDataset] = None,
     on_batch: Optional[Callable[[int, int], None]] = None,
+    backend: Optional[str] = None,
 ) -> Dict[str, Any]:
     r"""Runs one experiment from a configuration: loads the dataset, builds the model from the
     training graph, trains with :class:`Trainer` and reports metrics at the best validation
@@ -480,24 +541,34 @@ def run_experiment(
         progress (bool, optional): Progress bars and per-evaluation lines. (default: :obj:`True`)
         dataset (RecDataset, optional): Use this dataset instead of loading ``config["dataset"]``.
         on_batch (callable, optional): See :class:`Trainer`.
+        backend (str, optional): :mod:`torch.distributed` backend when the environment describes
+            several ranks (``torchrun``, ``stair-pyg train --nproc N``): ``"nccl"`` or ``"gloo"``
+            (default: ``nccl`` on CUDA, ``gloo`` on CPU). The process group is joined here and
+            left at the end, unless the caller initialised one already.
 
     Returns:
         ``{"best_epoch": int, "valid": {...}, "test": {...}, "epoch_seconds": float,
         "history": [...], ...}`` with metric names such as ``"NDCG@20"``.
     """
     cfg = resolve_config(config, check_paths=dataset is None)
-    seed_everything(int(cfg["train"]["seed"]))
-    if dataset is None:
-        from stair_pyg.data import load_dataset
-
-        dataset = load_dataset(cfg["dataset"])
+    owns_group = distributed.init_process_group(cfg["train"]["device"], backend=backend)
     try:
-        model = build_model(cfg["model"], dataset.data)
-    except TypeError as e:  # a hyper-parameter the model does not take
-        raise ConfigError(f"model: {e}") from e
-    trainer = Trainer(model, dataset, cfg["train"], out_dir=out_dir, progress=progress,
-                      config=cfg, model_name=cfg["model"]["name"].lower(), on_batch=on_batch)
-    return trainer.fit(resume=resume)
+        seed_everything(int(cfg["train"]["seed"]))  # the same on every rank: the same model
+        if dataset is None:
+            from stair_pyg.data import load_dataset
+
+            dataset = load_dataset(cfg["dataset"])
+        try:
+            model = build_model(cfg["model"], dataset.data)
+        except TypeError as e:  # a hyper-parameter the model does not take
+            raise ConfigError(f"model: {e}") from e
+        trainer = Trainer(model, dataset, cfg["train"], out_dir=out_dir, progress=progress,
+                          config=cfg, model_name=cfg["model"]["name"].lower(),
+                          on_batch=on_batch)
+        return trainer.fit(resume=resume)
+    finally:
+        if owns_group:
+            distributed.destroy_process_group()
 
 
 def load_trained(path: Union[str, Path], device: Union[str, torch.device, None] = "auto",

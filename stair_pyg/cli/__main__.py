@@ -1,0 +1,6 @@
+r"""``python -m stair_pyg.cli`` (e.g. ``torchrun --nproc-per-node 4 -m stair_pyg.cli train ...``)."""
+import sys
+
+from stair_pyg.cli import main
+
+sys.exit(main())
