@@ -1,0 +1,255 @@
+r"""How close STAIR's propagation runs to the memory-bandwidth limit of the machine.
+
+:class:`~stair_pyg.nn.StepwiseConv` (:math:`L` sparse products per call) is timed forward and
+backward for every adjacency format it accepts, on the same graph and features:
+
+* ``SparseAdj``: the normalised adjacency precomputed once, with its stored transpose (what
+  :class:`~stair_pyg.models.STAIR` uses);
+* ``torch CSR``: a raw ``torch.sparse_csr`` adjacency, normalised inside every call;
+* ``EdgeIndex``: a :class:`torch_geometric.EdgeIndex`, converted and normalised inside every call;
+* ``SparseTensor``: a :class:`torch_sparse.SparseTensor`, where :obj:`torch-sparse` is installed;
+* ``edge_index``: a plain ``[2, E]`` tensor, propagated by PyG message passing (gather/scatter).
+
+The ceiling is a measured one: a large tensor copy (``dst.copy_(src)``, read + write) gives the
+bandwidth the machine sustains. The **bytes needed** by one sparse product are the compulsory
+traffic of a CSR product: the matrix (``(N+1)`` row pointers and ``nnz`` column indices as int64,
+``nnz`` float32 values) plus reading :math:`X` and writing :math:`Y` once (``2 N d`` float32);
+forward and backward each need :math:`L` such products. ``achieved = L * bytes / time`` is thus a
+lower bound on the traffic, and ``achieved / copy bandwidth`` how close the format runs to the
+limit (element-wise work of the layer is counted in the time, not in the bytes).
+
+Examples::
+
+    python benchmarks/bench_propagation.py --quick
+    python benchmarks/bench_propagation.py --dataset sports --write-results
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+_HERE = Path(__file__).resolve().parent
+# Keep this folder off sys.path (its profile.py would shadow the standard library's profile).
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+if str(_HERE.parent) not in sys.path:
+    sys.path.insert(0, str(_HERE.parent))
+
+import torch
+
+from benchmarks import _common as C
+
+
+def copy_bandwidth(device: torch.device, nbytes: int, repeats: int) -> Dict[str, float]:
+    r"""Bytes per second of ``dst.copy_(src)`` over :obj:`nbytes`-sized float32 tensors
+    (read + write counted)."""
+    n = max(1, nbytes // 4)
+    src = torch.rand(n, device=device)
+    dst = torch.empty_like(src)
+    t = C.time_call(lambda: dst.copy_(src), device, repeats=repeats, warmup=2)
+    return {"bytes": 2 * 4 * n, "seconds": t["median"], "bandwidth": 2 * 4 * n / t["median"]}
+
+
+def adjacency_formats(edge_index: torch.Tensor, num_users: int, num_items: int,
+                      device: torch.device) -> Dict[str, Any]:
+    r"""The symmetric user-item graph in every format :class:`StepwiseConv` accepts."""
+    from torch_geometric import EdgeIndex
+
+    from stair_pyg.nn.sparse import user_item_adjacency
+
+    n = num_users + num_items
+    src = torch.cat([edge_index[0], edge_index[1] + num_users])
+    dst = torch.cat([edge_index[1] + num_users, edge_index[0]])
+    full = torch.stack([src, dst]).to(device)
+    order = torch.argsort(full[0] * n + full[1])
+    full = full[:, order]
+    out: Dict[str, Any] = {
+        "SparseAdj": user_item_adjacency(edge_index, num_users, num_items).to(device),
+        "torch CSR": torch.sparse_coo_tensor(full.flip(0), torch.ones(full.size(1), device=device),
+                                             (n, n), check_invariants=False
+                                             ).coalesce().to_sparse_csr(),
+        "EdgeIndex": EdgeIndex(full, sparse_size=(n, n), sort_order="row"),
+    }
+    try:
+        from torch_sparse import SparseTensor  # optional
+
+        out["SparseTensor"] = SparseTensor(row=full[1], col=full[0], sparse_sizes=(n, n))
+    except ImportError:
+        out["SparseTensor"] = None
+    out["edge_index"] = full
+    return out
+
+
+def spmm_bytes(num_nodes: int, nnz: int, channels: int) -> int:
+    r"""Compulsory traffic of one CSR product ``[N, N] x [N, d]`` (int64 indices, float32)."""
+    return 8 * (num_nodes + 1) + 8 * nnz + 4 * nnz + 2 * 4 * num_nodes * channels
+
+
+def bench_format(conv, x: torch.Tensor, adj: Any, device: torch.device, repeats: int,
+                 warmup: int) -> Dict[str, float]:
+    r"""Median forward and backward seconds of ``conv(x, adj)``."""
+    grad = torch.randn_like(x)
+    fwd: List[float] = []
+    bwd: List[float] = []
+    for i in range(warmup + repeats):
+        xi = x.detach().requires_grad_(True)
+        timer = C.PhaseTimer(device)
+        with timer.phase("forward"):
+            out = conv(xi, adj)
+        with timer.phase("backward"):
+            out.backward(grad)
+        t = timer.totals()
+        if i >= warmup:
+            fwd.append(t["forward"])
+            bwd.append(t["backward"])
+    return {"forward_s": C.median(fwd), "backward_s": C.median(bwd)}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dataset", default="sports",
+                        help="a real graph of ../shared/data, or synthetic (default: sports, "
+                             "synthetic where absent)")
+    parser.add_argument("--num-interactions", type=int, default=200_000)
+    parser.add_argument("--channels", type=int, default=64)
+    parser.add_argument("--num-layers", type=int, default=3)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--copy-mib", type=int, default=512,
+                        help="size of the copied tensor for the bandwidth ceiling (default: 512)")
+    parser.add_argument("--formats", default=None, help="comma-separated subset of formats")
+    parser.add_argument("--out", default=None)
+    parser.add_argument("--write-results", action="store_true")
+    parser.add_argument("--quick", action="store_true")
+
+
+def run(args: argparse.Namespace) -> int:
+    from stair_pyg.data.hetero import num_users_items, train_edge_index
+    from stair_pyg.nn import StepwiseConv
+
+    if args.quick:
+        args.dataset, args.num_interactions = "synthetic", 3000
+        args.repeats, args.warmup, args.copy_mib = 2, 1, 16
+    device = C.resolve_device(args.device)
+    out_dir = Path(args.out or C.REPO_ROOT / "build" / "bench" / f"propagation-{device.type}")
+    torch.manual_seed(0)
+
+    name = args.dataset
+    if name != "synthetic" and not (C.DATA_ROOT / name).exists():
+        print(f"[propagation] {C.DATA_ROOT / name} absent: using a synthetic graph", flush=True)
+        name = "synthetic"
+    if name == "synthetic":
+        ds = C.scaling_graph(args.num_interactions)
+    else:
+        from stair_pyg.data.mmrec import load_mmrec
+
+        ds = load_mmrec(C.DATA_ROOT / name)
+    num_users, num_items = num_users_items(ds.data)
+    edge_index = train_edge_index(ds.data)
+    n = num_users + num_items
+    nnz = 2 * edge_index.size(1)
+    formats = adjacency_formats(edge_index, num_users, num_items, device)
+    if args.formats:
+        keep = args.formats.split(",")
+        formats = {k: v for k, v in formats.items() if k in keep}
+
+    ceiling = copy_bandwidth(device, args.copy_mib * 2**20, args.repeats)
+    x = torch.randn(n, args.channels, device=device)
+    need = args.num_layers * spmm_bytes(n, nnz, args.channels)
+    rows: List[Dict[str, Any]] = []
+    # The raw product alone, L times: what the sparse kernel itself reaches.
+    csr = formats.get("SparseAdj")
+    if csr is not None:
+        adj = csr.adj
+
+        def raw():
+            h = x
+            for _ in range(args.num_layers):
+                h = torch.sparse.mm(adj, h)
+            return h
+
+        t = C.time_call(raw, device, repeats=args.repeats, warmup=args.warmup)
+        rows.append({"format": f"torch.sparse.mm alone ({args.num_layers}x)",
+                     "forward_s": t["median"], "backward_s": float("nan")})
+    for fmt, adj in formats.items():
+        if adj is None:
+            rows.append({"format": fmt, "skipped": "torch-sparse not installed"})
+            continue
+        conv = StepwiseConv(args.channels, num_layers=args.num_layers).to(device)
+        rows.append({"format": fmt, **bench_format(conv, x, adj, device, args.repeats,
+                                                   args.warmup)})
+    for r in rows:
+        for phase in ("forward", "backward"):
+            s = r.get(f"{phase}_s")
+            if s is not None and s == s and s > 0:
+                r[f"{phase}_bandwidth"] = need / s
+                r[f"{phase}_of_ceiling"] = need / s / ceiling["bandwidth"]
+    result = {"script": "bench_propagation", "dataset": name, "num_nodes": n, "nnz": nnz,
+              "channels": args.channels, "num_layers": args.num_layers,
+              "bytes_needed_per_pass": need, "copy": ceiling, "device": str(device),
+              "device_name": C.device_name(device), "environment": C.environment(),
+              "results": rows}
+    C.write_json(out_dir / "results.json", result)
+    table = report(result, absolute=True)
+    (out_dir / "table.md").write_text(table + "\n")
+    print(table)
+    if args.write_results:
+        cuda = device.type == "cuda"
+        body = [f"### Propagation: `StepwiseConv` per adjacency format on {'GPU' if cuda else 'CPU'}",
+                ""]
+        if not cuda:
+            body.append("CPU run on a shared, loaded 2-core machine: **noisy — the lead re-runs "
+                        "this on a quiet machine.** Times are given relative to the "
+                        "precomputed `SparseAdj` path; the bandwidth fractions are "
+                        "dimensionless.")
+        body += ["", report(result, absolute=cuda), "",
+                 f"Reproduce: `python benchmarks/bench_propagation.py --dataset {args.dataset} "
+                 f"--device {device.type} --write-results`"]
+        C.update_results_section("bench_propagation", f"{name}-{device.type}", "\n".join(body))
+    return 0
+
+
+def report(result: Dict[str, Any], absolute: bool) -> str:
+    copy = result["copy"]
+    lines = [f"Graph `{result['dataset']}`: {result['num_nodes']:,} nodes, {result['nnz']:,} "
+             f"non-zeros; d = {result['channels']}, L = {result['num_layers']}; "
+             f"device {result['device_name']}.",
+             f"Bytes needed per pass (L CSR products): {C.fmt_bytes(result['bytes_needed_per_pass'])}"
+             + (f"; copy bandwidth ceiling {copy['bandwidth'] / 1e9:.1f} GB/s." if absolute else
+                "."), ""]
+    ref = next((r for r in result["results"] if r.get("format") == "SparseAdj"), None)
+    if absolute:
+        headers = ["format", "forward", "backward", "forward GB/s", "backward GB/s",
+                   "forward / ceiling", "backward / ceiling"]
+    else:
+        headers = ["format", "forward × SparseAdj", "backward × SparseAdj", "forward / ceiling",
+                   "backward / ceiling"]
+    rows = []
+    pct = lambda v: f"{100 * v:.1f}%" if v is not None and v == v else "n/a"  # noqa: E731
+    for r in result["results"]:
+        if "skipped" in r:
+            rows.append([r["format"], f"skipped: {r['skipped']}"] + [""] * (len(headers) - 2))
+            continue
+        if absolute:
+            gbs = lambda k: f"{r[k] / 1e9:.2f}" if k in r else "n/a"  # noqa: E731
+            rows.append([r["format"], C.fmt_seconds(r["forward_s"]), C.fmt_seconds(r["backward_s"]),
+                         gbs("forward_bandwidth"), gbs("backward_bandwidth"),
+                         pct(r.get("forward_of_ceiling")), pct(r.get("backward_of_ceiling"))])
+        else:
+            rel = lambda k: (f"{r[k] / ref[k]:.2f}×" if ref and r.get(k) == r.get(k)  # noqa: E731
+                             and r.get(k) else "n/a")
+            rows.append([r["format"], rel("forward_s"), rel("backward_s"),
+                         pct(r.get("forward_of_ceiling")), pct(r.get("backward_of_ceiling"))])
+    lines.append(C.markdown_table(headers, rows))
+    return "\n".join(lines)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
