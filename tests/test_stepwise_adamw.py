@@ -65,14 +65,18 @@ def rel_err(a, b):
     return float((a - b).norm() / b.norm())
 
 
+FUSED = [False, None] if hasattr(torch, "_fused_adamw_") else [False]
+
+
+@pytest.mark.parametrize("fused", FUSED)
 @pytest.mark.parametrize("wd", [0.0, 0.3])
-def test_plain_groups_equal_torch_adamw(wd):
+def test_plain_groups_equal_torch_adamw(wd, fused):
     torch.manual_seed(0)
     p0 = torch.randn(6, 4)
     grads = [[torch.randn(6, 4)] for _ in range(6)]
     a = torch.nn.Parameter(p0.clone())
     b = torch.nn.Parameter(p0.clone())
-    run(StepwiseAdamW([a], lr=0.05, weight_decay=wd, betas=(0.8, 0.99)), [a], grads)
+    run(StepwiseAdamW([a], lr=0.05, weight_decay=wd, betas=(0.8, 0.99), fused=fused), [a], grads)
     run(torch.optim.AdamW([b], lr=0.05, weight_decay=wd, betas=(0.8, 0.99), foreach=False),
         [b], grads)
     assert torch.allclose(a, b, rtol=1e-6, atol=1e-7)
@@ -81,8 +85,9 @@ def test_plain_groups_equal_torch_adamw(wd):
 @pytest.mark.parametrize("n_rows,channels", [((12, 8), 6), ((40, 25), 16)])
 @pytest.mark.parametrize("gamma,num_layers", [(0.1, 3), (0.5, 1), (1.0, 2)])
 @pytest.mark.parametrize("symmetric,weighted", [(True, True), (False, True), (True, False)])
+@pytest.mark.parametrize("fused", FUSED)
 def test_smoothed_group_matches_reference(n_rows, channels, gamma, num_layers, symmetric,
-                                          weighted):
+                                          weighted, fused):
     torch.manual_seed(sum(n_rows) + num_layers)
     n = sum(n_rows)
     edge_index, edge_weight = random_graph(n, 4 * n, seed=n, symmetric=symmetric)
@@ -97,7 +102,7 @@ def test_smoothed_group_matches_reference(n_rows, channels, gamma, num_layers, s
     opt = StepwiseAdamW([{"params": [users]},
                          {"params": items, "graph": (edge_index, edge_weight), "beta": w,
                           "num_layers": num_layers}],
-                        lr=0.01, weight_decay=0.1, betas=(0.9, 0.999), eps=1e-8)
+                        lr=0.01, weight_decay=0.1, betas=(0.9, 0.999), eps=1e-8, fused=fused)
     run(opt, [users] + items, grads)
     ref_users = reference_run([users0], [g[:1] for g in grads], 0.01, 0.1, (0.9, 0.999), 1e-8)
     ref_items = reference_run(items0, [g[1:] for g in grads], 0.01, 0.1, (0.9, 0.999), 1e-8,

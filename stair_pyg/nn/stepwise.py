@@ -12,7 +12,7 @@ from torch_geometric.nn.conv.gcn_conv import gcn_norm
 from torch_geometric.typing import Adj, OptTensor, SparseTensor
 from torch_geometric.utils import is_torch_sparse_tensor
 
-from stair_pyg.nn.sparse import SparseAdj, csr_from_edge_index, spmm, to_csr
+from stair_pyg.nn.sparse import SparseAdj, csr_from_edge_index, csr_mm, spmm, to_csr
 
 
 def stepwise_beta(channels: int, gamma: float, dtype: Optional[torch.dtype] = None,
@@ -65,7 +65,8 @@ def neumann_smooth(x: Tensor, propagate: Union[SparseAdj, Callable[[Tensor], Ten
         x (torch.Tensor): Signals :math:`\mathbf{X}` ``[N, d]``.
         propagate (SparseAdj or callable): :math:`\hat{\mathbf{A}}`, or a function returning
             :math:`\hat{\mathbf{A}} \mathbf{H}` for ``[N, d]`` input.
-        weight (torch.Tensor): Per-channel weights :math:`w` ``[d]``.
+        weight (torch.Tensor): Per-channel weights :math:`w` ``[d]``, taken as constants (no
+            gradient flows to them).
         num_layers (int): :math:`L \geq 0`.
     """
     if num_layers < 0:
@@ -76,24 +77,25 @@ def neumann_smooth(x: Tensor, propagate: Union[SparseAdj, Callable[[Tensor], Ten
     if isinstance(propagate, SparseAdj):
         adj = propagate
         propagate = lambda h: spmm(adj, h)  # noqa: E731
+    # The channel weights commute with the propagation (they scale columns, the adjacency mixes
+    # rows): (w * A)^l X = (A^l X) * w^l. So hop l is A applied l times to X, scaled once by
+    # c_l = w^l / sum_k w^k, and accumulated in one fused multiply-add.
     w64 = weight.detach().to(torch.float64)
-    total = torch.ones_like(w64)
-    power = torch.ones_like(w64)
+    powers = [torch.ones_like(w64)]
     for _ in range(num_layers):
-        power = power * w64
-        total = total + power
+        powers.append(powers[-1] * w64)
+    total = torch.stack(powers).sum(dim=0)
     if bool((total == 0).any()):
         raise ValueError("the normaliser sum_l w^l vanishes for some channel (w = -1 with an odd "
                          "number of layers)")
-    scale = (1.0 / total).to(dtype=x.dtype, device=x.device)
-    weight = weight.to(dtype=x.dtype, device=x.device)
+    coefs = [(power / total).to(dtype=x.dtype, device=x.device) for power in powers]
 
-    out = x
+    out = x * coefs[0]
     h = x
-    for _ in range(num_layers):
-        h = propagate(h) * weight
-        out = out + h
-    return out * scale
+    for layer in range(1, num_layers + 1):
+        h = propagate(h)
+        out = torch.addcmul(out, h, coefs[layer])
+    return out
 
 
 class StepwiseConv(MessagePassing):
@@ -211,7 +213,7 @@ class StepwiseConv(MessagePassing):
                     if self.cached:
                         self._cached_adj = adj
                 else:  # no backward pass: the transpose is never needed
-                    return neumann_smooth(x, lambda h: torch.sparse.mm(csr, h), self.beta,
+                    return neumann_smooth(x, lambda h: csr_mm(csr, h), self.beta,
                                           self.num_layers)
             return neumann_smooth(x, adj, self.beta, self.num_layers)
 
