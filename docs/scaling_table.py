@@ -18,7 +18,8 @@ import argparse
 from typing import Dict, List, Sequence
 
 FLOAT = 4  # float32
-INDEX = 8  # int64 (torch's CSR and edge_index default)
+INDEX = 8  # int64 (edge_index)
+CSR_INDEX_32 = 4  # SparseAdj's CSR indices while nnz < 2^31
 DOUBLE = 8  # float64 (whitening)
 WHITEN_BLOCK = 1 << 25  # values per block of stair_pyg.nn.whiten's Gram route
 SPORTS_TRAIN, SPORTS_USERS, SPORTS_ITEMS = 218_409, 35_598, 18_357
@@ -28,6 +29,7 @@ def sizes(num_edges: float, per_user: float, per_item: float, dim: int, knn_k: i
     r"""Bytes of every term for :obj:`num_edges` training interactions."""
     users, items = num_edges / per_user, num_edges / per_item
     nodes = users + items
+    csr_index = CSR_INDEX_32 if 2 * num_edges < 2 ** 31 - 1 else INDEX
     table = nodes * dim * FLOAT
     out = {
         "users": users,
@@ -36,7 +38,8 @@ def sizes(num_edges: float, per_user: float, per_item: float, dim: int, knn_k: i
         "embeddings": table,
         "gradients": table,  # dense: the propagation touches every row
         "adamw_state": 2 * table,  # exp_avg and exp_avg_sq
-        "adjacency": 2 * num_edges * (INDEX + FLOAT) + (nodes + 1) * INDEX,  # symmetric CSR
+        # symmetric CSR; SparseAdj stores 32-bit indices while they fit (< 2^31 non-zeros)
+        "adjacency": 2 * num_edges * (csr_index + FLOAT) + (nodes + 1) * csr_index,
         "edge_buffers": 2 * num_edges * INDEX,  # STAIR.train_edge_index
         "epoch_triples": 3 * num_edges * INDEX,  # users, positives, negatives of the epoch
         # edge_index + weight on the model, and the optimizer's cached CSR of the same graph.
