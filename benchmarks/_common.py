@@ -348,7 +348,31 @@ def environment() -> Dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "time": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "load_average": _START_LOAD,
     }
+
+
+def load_average() -> Optional[float]:
+    r"""The 1-minute load average (Linux), a measure of what else ran beside a CPU benchmark."""
+    try:
+        return float(Path("/proc/loadavg").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+#: The load average when the benchmark process started (this module is imported at start-up).
+_START_LOAD = load_average()
+
+
+def machine_note(env: Dict[str, Any]) -> str:
+    r"""One sentence on how far a CPU run's timings can be trusted: the machine's cores and the
+    load average when the run started (above the core count, other work competed for them)."""
+    load, cores = env.get("load_average"), env.get("cpu_count") or 1
+    if load is None:
+        return f"CPU run on a {cores}-core machine (load unknown)."
+    quiet = "quiet" if load < 0.5 * cores else ("busy: noisy" if load > cores else "partly busy")
+    return (f"CPU run on a {cores}-core machine, load average {load:.2f} when it started "
+            f"({quiet}).")
 
 
 def write_json(path: Path, obj: Any) -> Path:

@@ -120,9 +120,8 @@ def run(args: argparse.Namespace) -> int:
         cuda = device.type == "cuda"
         body = [f"### Modality initialisation and graph ({'GPU' if cuda else 'CPU'})", ""]
         if not cuda:
-            body.append("CPU run on a shared, loaded 2-core machine: **noisy — the lead re-runs "
-                        "this on a quiet machine.** Times are relative to the smallest size; "
-                        "memory is absolute.")
+            body.append(C.machine_note(result["environment"]) + " Times are relative to the "
+                        "smallest size; memory is absolute.")
         body += ["", report(result, absolute=cuda), "",
                  f"Reproduce: `python benchmarks/bench_modality.py --sizes {args.sizes} "
                  f"--device {device.type} --write-results`"]

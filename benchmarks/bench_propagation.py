@@ -199,9 +199,8 @@ def run(args: argparse.Namespace) -> int:
         body = [f"### Propagation: `StepwiseConv` per adjacency format on {'GPU' if cuda else 'CPU'}",
                 ""]
         if not cuda:
-            body.append("CPU run on a shared, loaded 2-core machine: **noisy — the lead re-runs "
-                        "this on a quiet machine.** Times are given relative to the "
-                        "precomputed `SparseAdj` path; the bandwidth fractions are "
+            body.append(C.machine_note(result["environment"]) + " Times are given relative to "
+                        "the precomputed `SparseAdj` path; the bandwidth fractions are "
                         "dimensionless.")
         body += ["", report(result, absolute=cuda), "",
                  f"Reproduce: `python benchmarks/bench_propagation.py --dataset {args.dataset} "

@@ -763,8 +763,8 @@ def write_results_section(result: Dict[str, Any], out_dir: Path) -> Path:
     if not cuda:
         body.append("CPU figures are ratios to our `lightgcn` in the same run (absolute CPU times "
                     "depend on the machine and its load; run the command to see them). "
-                    f"Measured {result['environment']['time']} on a shared, loaded 2-core machine: "
-                    "**noisy — the lead re-runs this on a quiet machine.**")
+                    f"Measured {result['environment']['time']}. "
+                    + C.machine_note(result["environment"]))
         spread = [f"{r['model']} {max(r['epoch_s_repeats']) / min(r['epoch_s_repeats']):.2f}"
                   for r in result["models"]
                   if "error" not in r and len(r.get("epoch_s_repeats", [])) > 1]

@@ -262,8 +262,7 @@ def write_results(result: Dict[str, Any], out_dir: Path) -> None:
     body = [f"### Scaling: synthetic graphs, {min(sizes):,} to {max(sizes):,} interactions "
             f"({'GPU' if cuda else 'CPU'})", ""]
     if not cuda:
-        body.append("CPU run on a shared, loaded 2-core machine at modest sizes: **noisy — the "
-                    "lead re-runs the full sweep on a quiet machine.** Epoch times are ratios to "
+        body.append(C.machine_note(result["environment"]) + " Epoch times are ratios to "
                     "our `lightgcn` at the same size; memory is absolute (machine-independent). "
                     "Where epoch times do not grow with the size, the timed batches were too few "
                     "for the load on the machine: read the time slopes as unresolved there.")

@@ -4,7 +4,6 @@ from __future__ import annotations
 from typing import Optional
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 
@@ -20,8 +19,8 @@ def knn_cosine(x: Tensor, k: int, chunk_size: Optional[int] = None,
     Args:
         x (torch.Tensor): Features ``[N, f]``.
         k (int): Neighbours per row (at most ``N - 1`` when :obj:`exclude_self`).
-        chunk_size (int, optional): Query rows per block. (default: about 64M similarities per
-            block)
+        chunk_size (int, optional): Query rows per block. (default: about 16M similarities,
+            64 MB, per block)
         exclude_self (bool, optional): Whether row :math:`i` may not be its own neighbour.
             (default: :obj:`True`)
 
@@ -37,13 +36,17 @@ def knn_cosine(x: Tensor, k: int, chunk_size: Optional[int] = None,
         raise ValueError(f"k={k} neighbours requested but only {max_k} candidates exist")
     if k == 0:
         return torch.empty(2, 0, dtype=torch.long, device=x.device)
-    x = F.normalize(x.float(), dim=-1)
+    x = x.float()
+    # Scale each block by the inverse norms instead of normalising a copy of the whole matrix:
+    # the only N-sized extras are the norms and the k neighbours per row.
+    inv_norm = 1.0 / x.norm(dim=-1).clamp_min(1e-12)
     if chunk_size is None:
-        chunk_size = max(1, min(n, (1 << 26) // max(n, 1)))
+        chunk_size = max(1, min(n, (1 << 24) // max(n, 1)))
     cols = []
     for start in range(0, n, chunk_size):
         end = min(start + chunk_size, n)
         sim = x[start:end] @ x.t()
+        sim.mul_(inv_norm[start:end, None]).mul_(inv_norm[None, :])
         if exclude_self:
             rows = torch.arange(end - start, device=x.device)
             sim[rows, rows + start] = float("-inf")

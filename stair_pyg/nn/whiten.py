@@ -71,7 +71,7 @@ def whiten(x: Tensor, dim: int, method: str = "auto", rtol: float = 1e-6,
         keep = _kept(s, dim, rtol)
         w = u[:, :keep]
     else:
-        chunk = chunk_size or max(1, (1 << 25) // max(f, 1))
+        chunk = chunk_size or max(1, (1 << 23) // max(f, 1))
         gram = torch.zeros(f, f, dtype=torch.float64, device=x.device)
         for start in range(0, n, chunk):
             block = x[start:start + chunk].to(torch.float64) - mean
@@ -95,7 +95,7 @@ def whiten(x: Tensor, dim: int, method: str = "auto", rtol: float = 1e-6,
 
 def _column_mean(x: Tensor, chunk_size: Optional[int]) -> Tensor:
     n, f = x.shape
-    chunk = chunk_size or max(1, (1 << 25) // max(f, 1))
+    chunk = chunk_size or max(1, (1 << 23) // max(f, 1))
     total = torch.zeros(1, f, dtype=torch.float64, device=x.device)
     for start in range(0, n, chunk):
         total += x[start:start + chunk].to(torch.float64).sum(dim=0, keepdim=True)
