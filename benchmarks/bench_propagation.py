@@ -12,7 +12,8 @@ backward for every adjacency format it accepts, on the same graph and features:
 
 The ceiling is a measured one: a large tensor copy (``dst.copy_(src)``, read + write) gives the
 bandwidth the machine sustains. The **bytes needed** by one sparse product are the compulsory
-traffic of a CSR product: the matrix (``(N+1)`` row pointers and ``nnz`` column indices as int64,
+traffic of a CSR product: the matrix (``(N+1)`` row pointers and ``nnz`` column indices as int32,
+as ``SparseAdj`` stores them,
 ``nnz`` float32 values) plus reading :math:`X` and writing :math:`Y` once (``2 N d`` float32);
 forward and backward each need :math:`L` such products. ``achieved = L * bytes / time`` is thus a
 lower bound on the traffic, and ``achieved / copy bandwidth`` how close the format runs to the
@@ -82,8 +83,8 @@ def adjacency_formats(edge_index: torch.Tensor, num_users: int, num_items: int,
 
 
 def spmm_bytes(num_nodes: int, nnz: int, channels: int) -> int:
-    r"""Compulsory traffic of one CSR product ``[N, N] x [N, d]`` (int64 indices, float32)."""
-    return 8 * (num_nodes + 1) + 8 * nnz + 4 * nnz + 2 * 4 * num_nodes * channels
+    r"""Compulsory traffic of one CSR product ``[N, N] x [N, d]`` (int32 indices, float32)."""
+    return 4 * (num_nodes + 1) + 4 * nnz + 4 * nnz + 2 * 4 * num_nodes * channels
 
 
 def bench_format(conv, x: torch.Tensor, adj: Any, device: torch.device, repeats: int,
