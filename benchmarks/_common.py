@@ -365,14 +365,12 @@ _START_LOAD = load_average()
 
 
 def machine_note(env: Dict[str, Any]) -> str:
-    r"""One sentence on how far a CPU run's timings can be trusted: the machine's cores and the
-    load average when the run started (above the core count, other work competed for them)."""
+    r"""One sentence on the conditions of a CPU run: the machine's cores and the 1-minute load
+    average when the run started (well above the core count, other work competed for them)."""
     load, cores = env.get("load_average"), env.get("cpu_count") or 1
     if load is None:
-        return f"CPU run on a {cores}-core machine (load unknown)."
-    quiet = "quiet" if load < 0.5 * cores else ("busy: noisy" if load > cores else "partly busy")
-    return (f"CPU run on a {cores}-core machine, load average {load:.2f} when it started "
-            f"({quiet}).")
+        return f"CPU run on a {cores}-core machine."
+    return f"CPU run on a {cores}-core machine (1-minute load average {load:.2f} when it started)."
 
 
 def write_json(path: Path, obj: Any) -> Path:
