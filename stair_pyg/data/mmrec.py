@@ -20,7 +20,8 @@ from stair_pyg.data.errors import DataError
 from stair_pyg.data.hetero import RecDataset, Splits, build_hetero_data
 from stair_pyg.data.splits import TEST, TRAIN, VALID, deduplicate
 from stair_pyg.data.validate import (check_features, check_labels, check_splits_not_empty,
-                                     cold_start, integer_ids, require_columns, warn_cold_start)
+                                     cold_start, find_data_file, integer_ids, require_columns,
+                                     warn_cold_start)
 
 PathLike = Union[str, Path]
 FEATURE_GLOB = "*_feat.npy"
@@ -67,26 +68,6 @@ def dataset_from_labels(
     return RecDataset(data, splits)
 
 
-def _find_inter(path: Path, name: Optional[str]) -> Path:
-    if path.is_file():
-        return path
-    if not path.is_dir():
-        raise DataError("no such file or directory", file=path)
-    if name is not None:
-        inter = path / f"{name}.inter"
-        if not inter.is_file():
-            raise DataError(f"no '{name}.inter' in this folder", file=path)
-        return inter
-    inter = path / f"{path.name}.inter"
-    if inter.is_file():
-        return inter
-    found = sorted(path.glob("*.inter"))
-    if len(found) != 1:
-        raise DataError(f"expected one '*.inter' file, found {[f.name for f in found]}; pass "
-                        f"name=... to choose", file=path)
-    return found[0]
-
-
 def load_mmrec(path: PathLike, name: Optional[str] = None) -> RecDataset:
     r"""Loads an MMRec-format dataset folder.
 
@@ -104,7 +85,7 @@ def load_mmrec(path: PathLike, name: Optional[str] = None) -> RecDataset:
         name (str, optional): Dataset name; selects ``<name>.inter``. (default: :obj:`None`)
     """
     path = Path(path)
-    inter = _find_inter(path, name)
+    inter = find_data_file(path, name, ".inter")
     folder = inter.parent
     name = name or inter.stem
     try:

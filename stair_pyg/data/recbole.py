@@ -15,7 +15,7 @@ import pandas as pd
 from stair_pyg.data.csv import process_interactions, read_table
 from stair_pyg.data.errors import DataError
 from stair_pyg.data.hetero import RecDataset
-from stair_pyg.data.validate import check_features
+from stair_pyg.data.validate import check_features, find_data_file
 
 PathLike = Union[str, Path]
 TYPES = ("token", "token_seq", "float", "float_seq")
@@ -32,23 +32,6 @@ def _header(path: Path) -> Dict[str, str]:
                             file=path, line=1)
         fields[name] = kind
     return fields
-
-
-def _find(path: Path, name: Optional[str], suffix: str) -> Path:
-    if path.is_file():
-        return path
-    if not path.is_dir():
-        raise DataError("no such file or directory", file=path)
-    if name is not None:
-        f = path / f"{name}{suffix}"
-        if not f.is_file():
-            raise DataError(f"no '{name}{suffix}' in this folder", file=path)
-        return f
-    found = sorted(path.glob(f"*{suffix}"))
-    if len(found) != 1:
-        raise DataError(f"expected one '*{suffix}' file, found {[f.name for f in found]}; pass "
-                        f"name=... to choose", file=path)
-    return found[0]
 
 
 def _item_features(item_file: Path, fields: Sequence[str], item_ids: np.ndarray,
@@ -140,7 +123,7 @@ def load_recbole(
     """
     from stair_pyg.data.mmrec import dataset_from_labels
 
-    inter = _find(Path(path), name, ".inter")
+    inter = find_data_file(Path(path), name, ".inter")
     types = _header(inter)
     for field in (user_field, item_field):
         if field not in types:

@@ -21,6 +21,29 @@ from stair_pyg.data.splits import SPLIT_NAMES
 PathLike = Union[str, Path]
 
 
+def find_data_file(path: Path, name: Optional[str], suffix: str) -> Path:
+    r"""The ``<name><suffix>`` file that :obj:`path` designates: :obj:`path` itself if it is a
+    file; in a folder ``<name><suffix>`` when :obj:`name` is given, else ``<folder
+    name><suffix>``, else the only ``*<suffix>`` file there."""
+    if path.is_file():
+        return path
+    if not path.is_dir():
+        raise DataError("no such file or directory", file=path)
+    if name is not None:
+        found = path / f"{name}{suffix}"
+        if not found.is_file():
+            raise DataError(f"no '{name}{suffix}' in this folder", file=path)
+        return found
+    own = path / f"{path.name}{suffix}"
+    if own.is_file():
+        return own
+    candidates = sorted(path.glob(f"*{suffix}"))
+    if len(candidates) != 1:
+        raise DataError(f"expected one '*{suffix}' file, found {[f.name for f in candidates]}; "
+                        f"pass name=... to choose", file=path)
+    return candidates[0]
+
+
 def require_columns(columns: Iterable[str], required: Sequence[str], file: PathLike) -> None:
     r"""Raises if any of :obj:`required` is not among :obj:`columns` (the header of :obj:`file`)."""
     columns = list(columns)
