@@ -461,6 +461,11 @@ def stacked_bar_plot(path: Path, labels: Sequence[str], stacks: Dict[str, Sequen
         ax2.bar(labels, [0.0 if v is None else v for v in side[1]], color="tab:gray")
         ax2.set_ylabel(side[0])
         ax2.tick_params(axis="x", rotation=45, labelsize=8)
+    return _save_figure(plt, fig, path)
+
+
+def _save_figure(plt, fig, path: Path) -> Path:
+    r"""Lays out, writes (creating the folder) and closes :obj:`fig`; returns the path."""
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -491,9 +496,4 @@ def loglog_plot(path: Path, series: Dict[str, Tuple[Sequence[float], Sequence[fl
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7)
     ax.grid(True, which="both", alpha=0.3)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save_figure(plt, fig, path)
