@@ -127,7 +127,14 @@ def test_lightgcn_loss_is_bpr_plus_layer0_norm():
     expected = dense_bpr((u * item[pos]).sum(1), (u * item[neg]).sum(1)) + 0.3 * dense_emb_loss(
         model.user_embedding.weight[users], model.item_embedding.weight[pos],
         model.item_embedding.weight[neg])
-    assert torch.allclose(model.loss(users, pos, neg), expected, atol=1e-10)
+    loss = model.loss(users, pos, neg)
+    assert torch.allclose(loss, expected, atol=1e-10)
+    # The loss propagates only the batch's receptive field: same gradient as the full propagation.
+    grad = torch.autograd.grad(loss, [model.user_embedding.weight, model.item_embedding.weight])
+    grad_ref = torch.autograd.grad(expected, [model.user_embedding.weight,
+                                              model.item_embedding.weight])
+    for a, b in zip(grad, grad_ref):
+        torch.testing.assert_close(a, b)
 
 
 def test_lightgcn_rejects_bad_input():

@@ -3,8 +3,8 @@ import torch
 
 from stair_pyg.models.base import Recommender
 from stair_pyg.nn.knn import knn_cosine
-from stair_pyg.nn.sparse import (SparseAdj, normalized_adjacency, spmm, sym_norm_edges,
-                                 transpose_csr, user_item_adjacency)
+from stair_pyg.nn.sparse import (SparseAdj, normalized_adjacency, receptive_field, spmm,
+                                 sym_norm_edges, transpose_csr, user_item_adjacency)
 
 
 def dense_user_item(edge_index, num_users, num_items):
@@ -117,3 +117,72 @@ def test_recommender_moves_sparse_adj_attributes():
     model = Tiny().double()
     assert model.adj.adj.dtype == torch.float64 and model.adj.symmetric
     assert "adj" not in dict(model.state_dict())
+
+
+def random_sparse(n, density, seed, symmetric):
+    g = torch.Generator().manual_seed(seed)
+    dense = (torch.rand(n, n, generator=g) < density).double() * torch.rand(n, n, generator=g,
+                                                                            dtype=torch.float64)
+    if symmetric:
+        dense = dense + dense.t()
+    return dense
+
+
+@pytest.mark.parametrize("symmetric", [True, False])
+@pytest.mark.parametrize("num_layers", [0, 1, 3, 4])
+@pytest.mark.parametrize("max_fraction", [0.0, 0.5, 1.0])
+def test_receptive_field_hops_are_exact_rows_of_dense_powers(symmetric, num_layers, max_fraction):
+    n = 60
+    dense = random_sparse(n, 0.04, seed=num_layers, symmetric=symmetric)
+    adj = SparseAdj(dense.to_sparse_csr())
+    g = torch.Generator().manual_seed(1)
+    index = torch.cat([torch.randint(0, n, (7,), generator=g), torch.tensor([3, 3])])  # repeats
+    hops, positions = receptive_field(adj, index, num_layers, max_fraction=max_fraction)
+    assert len(hops) == num_layers and len(positions) == num_layers + 1
+
+    x = torch.randn(n, 5, dtype=torch.float64, generator=g, requires_grad=True)
+    weights = torch.randn(num_layers + 1, index.numel(), 5, dtype=torch.float64, generator=g)
+    h, total = x, (x[positions[0]] * weights[0]).sum()
+    for layer, (hop, pos) in enumerate(zip(hops, positions[1:]), start=1):
+        h = spmm(hop, h)
+        total = total + (h[pos] * weights[layer]).sum()
+    total.backward()
+
+    x_ref = x.detach().clone().requires_grad_()
+    h, expected = x_ref, (x_ref[index] * weights[0]).sum()
+    for layer in range(1, num_layers + 1):
+        h = dense @ h
+        expected = expected + (h[index] * weights[layer]).sum()
+    expected.backward()
+    torch.testing.assert_close(total, expected)
+    torch.testing.assert_close(x.grad, x_ref.grad)
+
+
+def test_receptive_field_restricts_to_the_rows_needed():
+    n = 80
+    dense = random_sparse(n, 0.03, seed=5, symmetric=True)
+    adj = SparseAdj(dense.to_sparse_csr())
+    index = torch.tensor([4, 9, 9, 31])
+    hops, positions = receptive_field(adj, index, 3, max_fraction=1.0)
+    # Hop 3: exactly the distinct output rows and every column; hop 2: those rows plus their
+    # neighbours, and columns those rows read.
+    rows3 = torch.unique(index)
+    assert hops[2].shape[0] == rows3.numel()
+    assert hops[2].nnz() == int((dense[rows3] != 0).sum())
+    rows2 = torch.unique(torch.cat([rows3, (dense[rows3] != 0).nonzero()[:, 1]]))
+    assert hops[2].shape[1] == rows2.numel() == hops[1].shape[0]
+    assert torch.equal(positions[3], torch.tensor([0, 1, 1, 2]))
+    # Past max_fraction the hop and every earlier one are the whole matrix.
+    hops, positions = receptive_field(adj, index, 3, max_fraction=0.0)
+    assert all(hop is adj for hop in hops)
+    assert all(torch.equal(p, index) for p in positions)
+    with pytest.raises(ValueError, match="square"):
+        receptive_field(SparseAdj(torch.ones(3, 4).to_sparse_csr()), index[:1], 2)
+
+
+def test_symmetric_normalisation_is_bit_symmetric():
+    g = torch.Generator().manual_seed(3)
+    ei = torch.stack([torch.randint(0, 40, (300,), generator=g),
+                      torch.randint(0, 30, (300,), generator=g)])
+    dense = user_item_adjacency(ei, 40, 30).to_dense()
+    assert torch.equal(dense, dense.t())

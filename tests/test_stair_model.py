@@ -160,3 +160,21 @@ def test_low_dimensional_modality_and_hparams_round_trip():
     clone = copy.deepcopy(model).double()
     assert clone.embeddings()[0].dtype == torch.float64
     assert rel_err(clone.embeddings()[1], model.embeddings()[1]) < 1e-5
+
+
+def test_batch_loss_gradient_equals_full_propagation_gradient():
+    # The loss propagates only the batch's receptive field; its value and gradient must be those
+    # of the loss on the fully propagated embeddings (float64).
+    model = STAIR.from_data(make_data(num_users=50, num_items=60), embedding_dim=8).double()
+    gen = torch.Generator().manual_seed(4)
+    users = torch.randint(1, 50, (12,), generator=gen)
+    pos, neg = torch.randint(0, 60, (12,), generator=gen), torch.randint(0, 60, (12,), generator=gen)
+    loss = model.loss(users, pos, neg)
+    loss.backward()
+    grads = [p.grad.clone() for p in (model.user_embedding.weight, model.item_embedding.weight)]
+    model.zero_grad()
+    full = model.recommendation_loss(users, pos, neg, embeddings=model())
+    full.backward()
+    torch.testing.assert_close(loss, full)
+    torch.testing.assert_close(grads[0], model.user_embedding.weight.grad)
+    torch.testing.assert_close(grads[1], model.item_embedding.weight.grad)

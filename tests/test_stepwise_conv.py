@@ -231,3 +231,46 @@ def test_repr_buffer_and_errors():
     adj = torch.sparse_coo_tensor(torch.tensor([[0, 1], [1, 0]]), torch.ones(2), (3, 3))
     with pytest.raises(ValueError, match="does not match"):
         conv(torch.randn(4, 16), adj)
+
+
+@pytest.mark.parametrize("fmt", ["SparseAdj", "csr", "edge_index"])
+@pytest.mark.parametrize("gamma,num_layers", [(0.1, 3), (1.0, 2), (0.3, 0)])
+def test_index_returns_exact_rows_and_gradient_of_the_full_series(fmt, gamma, num_layers):
+    n, channels = 70, 8
+    edge_index, edge_weight = random_graph(n, 200, seed=5, symmetric=True)
+    gen = torch.Generator().manual_seed(2)
+    x = torch.randn(n, channels, generator=gen, requires_grad=True)
+    index = torch.cat([torch.randint(0, n, (9,), generator=gen), torch.tensor([0, 0])])
+    upstream = torch.randn(index.numel(), channels, generator=gen)
+    conv = StepwiseConv(channels, num_layers, gamma)
+    dense = dense_adj_t(edge_index, edge_weight, n)
+    if fmt == "SparseAdj":
+        adj, weight = SparseAdj(dense.float().to_sparse_csr()), None
+        conv.normalize = False
+    elif fmt == "csr":
+        adj = torch.sparse_coo_tensor(edge_index.flip(0), edge_weight, (n, n)).to_sparse_csr()
+        weight = None
+    else:
+        adj, weight = edge_index, edge_weight
+    out = conv(x, adj, weight, index=index)
+    assert out.shape == (index.numel(), channels)
+    (out * upstream).sum().backward()
+
+    x64 = x.detach().double().requires_grad_()
+    ref = dense_fsc(x64, dense, conv.beta, num_layers)[index]
+    (ref * upstream.double()).sum().backward()
+    assert rel_err(out, ref) < 1e-5
+    assert rel_err(x.grad, x64.grad) < 1e-5
+
+
+def test_neumann_smooth_index_with_a_callable_propagation():
+    n = 30
+    edge_index, edge_weight = random_graph(n, 90, seed=8, symmetric=True)
+    dense = dense_adj_t(edge_index, edge_weight, n)
+    x = torch.randn(n, 4, dtype=torch.float64)
+    weight = torch.tensor([0.0, 0.3, 0.9, 1.0], dtype=torch.float64)
+    index = torch.tensor([5, 1, 5])
+    full = neumann_smooth(x, lambda h: dense @ h, weight, 3)
+    torch.testing.assert_close(neumann_smooth(x, lambda h: dense @ h, weight, 3, index=index),
+                               full[index])
+    torch.testing.assert_close(full, dense_fsc(x, dense, weight, 3))

@@ -17,7 +17,7 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 
 from stair_pyg.data.hetero import modality_features
-from stair_pyg.nn.sparse import SparseAdj, spmm
+from stair_pyg.nn.sparse import SparseAdj, receptive_field, spmm
 
 
 class SparseBuffer(torch.nn.Module):
@@ -60,7 +60,8 @@ class SparseBuffer(torch.nn.Module):
         return f"shape={self.size_}, nnz={self.col.numel()}, symmetric={self.symmetric}"
 
 
-def layer_mean(adj: SparseAdj, x: Tensor, num_layers: int) -> Tensor:
+def layer_mean(adj: SparseAdj, x: Tensor, num_layers: int, index: Optional[Tensor] = None
+               ) -> Tensor:
     r"""LightGCN's layer combination with :math:`\alpha_l = 1/(L+1)`:
 
     .. math::
@@ -70,12 +71,19 @@ def layer_mean(adj: SparseAdj, x: Tensor, num_layers: int) -> Tensor:
         adj (SparseAdj): The propagation matrix :math:`\hat{A}` ``[N, N]``.
         x (torch.Tensor): Layer-0 embeddings ``[N, d]``.
         num_layers (int): :math:`L` (:obj:`0` returns :obj:`x`).
+        index (torch.Tensor, optional): Return only these rows, computing in each hop only the
+            rows they depend on (:func:`~stair_pyg.nn.sparse.receptive_field`).
+            (default: :obj:`None`, all rows)
     """
-    out = x
+    if index is None:
+        hops, rows = [adj] * num_layers, [None] * (num_layers + 1)
+    else:
+        hops, rows = receptive_field(adj, index, num_layers)
+    out = x if rows[0] is None else x[rows[0]]
     h = x
-    for _ in range(num_layers):
-        h = spmm(adj, h)
-        out = out + h
+    for hop, row in zip(hops, rows[1:]):
+        h = spmm(hop, h)
+        out = out + (h if row is None else h[row])
     return out / (num_layers + 1)
 
 

@@ -1,7 +1,7 @@
 r"""LightGCN over the fast sparse adjacency."""
 from __future__ import annotations
 
-from typing import Any, Tuple
+from typing import Any, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -77,20 +77,21 @@ class LightGCN(Recommender):
         adj = user_item_adjacency(train_edge_index(data), num_users, num_items)
         return cls(num_users, num_items, adj, **hparams)
 
-    def propagate(self) -> Tensor:
-        r"""The layer mean ``[U + I, d]`` (users first)."""
+    def propagate(self, index: Optional[Tensor] = None) -> Tensor:
+        r"""The layer mean ``[U + I, d]`` (users first), or its rows :obj:`index` (computing only
+        what they depend on)."""
         x = torch.cat([self.user_embedding.weight, self.item_embedding.weight], dim=0)
-        return layer_mean(self.adj.get(), x, self.num_layers)
+        return layer_mean(self.adj.get(), x, self.num_layers, index)
 
     def embeddings(self) -> Tuple[Tensor, Tensor]:
         out = self.propagate()
         return out[:self.num_users], out[self.num_users:]
 
     def loss(self, users: Tensor, pos_items: Tensor, neg_items: Tensor) -> Tensor:
-        user_emb, item_emb = self.embeddings()
-        u = user_emb[users]
-        pos = (u * item_emb[pos_items]).sum(-1)
-        neg = (u * item_emb[neg_items]).sum(-1)
+        nodes = torch.cat([users, pos_items + self.num_users, neg_items + self.num_users])
+        u, pos_emb, neg_emb = self.propagate(nodes).split(users.numel())
+        pos = (u * pos_emb).sum(-1)
+        neg = (u * neg_emb).sum(-1)
         reg = embedding_norm_loss(self.user_embedding(users), self.item_embedding(pos_items),
                                   self.item_embedding(neg_items))
         return bpr_loss(pos, neg) + self.reg_weight * reg

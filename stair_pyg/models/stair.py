@@ -254,11 +254,15 @@ class STAIR(Recommender):
             embeddings (Tuple[Tensor, Tensor], optional): The output of :meth:`forward`, if
                 computed already.
         """
-        user_emb, item_emb = self.forward() if embeddings is None else embeddings
-        u = user_emb[users]
-        pos = (u * item_emb[pos_items]).sum(dim=-1)
-        neg = (u * item_emb[neg_items]).sum(dim=-1)
-        return bpr_loss(pos, neg)
+        if embeddings is None:
+            # Only the batch's rows of the propagation, and only the hops they depend on.
+            nodes = torch.cat([users, pos_items + self.num_users, neg_items + self.num_users])
+            x = torch.cat([self.user_embedding.weight, self.item_embedding.weight], dim=0)
+            u, pos, neg = self.conv(x, self.adjacency(), index=nodes).split(users.numel())
+        else:
+            user_emb, item_emb = embeddings
+            u, pos, neg = user_emb[users], item_emb[pos_items], item_emb[neg_items]
+        return bpr_loss((u * pos).sum(dim=-1), (u * neg).sum(dim=-1))
 
     def loss(self, users: Tensor, pos_items: Tensor, neg_items: Tensor) -> Tensor:
         return self.recommendation_loss(users, pos_items, neg_items)

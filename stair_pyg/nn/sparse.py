@@ -7,7 +7,7 @@ reuses :math:`A` itself when the matrix is symmetric, as the normalised user-ite
 """
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 
 import warnings
 
@@ -110,6 +110,107 @@ def spmm(adj: SparseAdj, x: Tensor) -> Tensor:
     return csr_mm(adj.adj, x)
 
 
+def receptive_field(adj: SparseAdj, index: Tensor, num_layers: int, max_fraction: float = 0.5
+                    ) -> Tuple[List[SparseAdj], List[Tensor]]:
+    r"""The part of :math:`A` that rows :obj:`index` of :math:`\sum_{l=0}^{L} c_l A^l X` depend
+    on (any per-channel :math:`c_l`), hop by hop: what a mini-batch loss needs from a full-graph
+    propagation.
+
+    Hop :math:`L` is needed on the rows :math:`R_L` = :obj:`index`; hop :math:`l < L` on
+    :math:`R_l = R_L \cup \mathcal{N}(R_{l+1})`, the output rows plus every column a row of
+    :math:`R_{l+1}` reads. Hop :math:`l` is returned as the submatrix
+    :math:`A[R_l, R_{l-1}]` (rows and columns renumbered in sorted node order, with its
+    transpose for the backward pass), so that :math:`H_l = A[R_l, R_{l-1}] H_{l-1}` holds the
+    exact rows :math:`R_l` of :math:`A^l X`, and forward and backward cost only the non-zeros of
+    those rows. Once a hop's rows hold more than :obj:`max_fraction` of the non-zeros, that hop
+    and every earlier one use all of :obj:`adj` (:math:`R_l` = every node). On ``sports`` with a
+    batch of 1,024 triples (3,072 nodes), hop 3 touches about 12% of the non-zeros and hop 2
+    69%.
+
+    Args:
+        adj (SparseAdj): Square :math:`A` ``[N, N]``.
+        index (torch.Tensor): The output rows (any order, repeats allowed).
+        num_layers (int): :math:`L`.
+        max_fraction (float, optional): See above. (default: :obj:`0.5`)
+
+    Returns:
+        ``(hops, positions)``: :math:`L` matrices for hops :math:`1, \dots, L`, and for
+        :math:`l = 0, \dots, L` where the rows :obj:`index` sit in :math:`H_l`.
+    """
+    n = adj.adj.size(0)
+    if adj.adj.size(1) != n:
+        raise ValueError(f"expected a square matrix, got shape {tuple(adj.shape)}")
+    index = index.to(device=adj.adj.device, dtype=torch.long)
+    crow, col, val = adj.adj.crow_indices(), adj.adj.col_indices(), adj.adj.values()
+    degree = (crow[1:] - crow[:-1]).long()
+    wanted = torch.zeros(n, dtype=torch.bool, device=col.device)
+    wanted[index] = True
+
+    # Rows of each hop, from the last one back; None: every node.
+    rows: List[Optional[Tensor]] = [None] * (num_layers + 1)
+    gathered: List[Optional[Tuple[Tensor, Tensor, Tensor]]] = [None] * (num_layers + 1)
+    member = wanted
+    for layer in range(num_layers, 0, -1):
+        nodes = member.nonzero().squeeze(1)
+        if int(degree[nodes].sum()) > max_fraction * max(col.numel(), 1):
+            break
+        rows[layer] = nodes
+        gathered[layer] = _gather_rows(crow, col, val, nodes)
+        member = wanted.clone()
+        member[gathered[layer][1]] = True
+
+    def positions_of(nodes: Optional[Tensor]) -> Optional[Tensor]:
+        if nodes is None:
+            return None
+        pos = torch.full((n,), -1, dtype=torch.long, device=col.device)
+        pos[nodes] = torch.arange(nodes.numel(), device=col.device)
+        return pos
+
+    pos = [positions_of(nodes) for nodes in rows]
+    hops: List[SparseAdj] = []
+    for layer in range(1, num_layers + 1):
+        if rows[layer] is None:
+            hops.append(adj)
+            continue
+        sub_crow, sub_col, sub_val = gathered[layer]
+        if pos[layer - 1] is not None:  # N(R_l) lies in R_{l-1}: every column has a position
+            sub_col = pos[layer - 1][sub_col]
+        size = (rows[layer].numel(), n if rows[layer - 1] is None else rows[layer - 1].numel())
+        forward = _csr(sub_crow, sub_col, sub_val, size)
+        backward = _csr(*_transpose_arrays(sub_crow, sub_col, sub_val, size[1]), size[::-1])
+        hops.append(SparseAdj(forward, backward, symmetric=False))
+    positions = [index if p is None else p[index] for p in pos]
+    return hops, positions
+
+
+def _gather_rows(crow: Tensor, col: Tensor, val: Tensor,
+                 rows: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+    r"""The CSR arrays ``(crow (int64), col, val)`` of the given rows of a CSR matrix."""
+    start = crow[rows].long()
+    count = crow[rows + 1].long() - start
+    new_crow = torch.zeros(rows.numel() + 1, dtype=torch.long, device=col.device)
+    torch.cumsum(count, 0, out=new_crow[1:])
+    total = int(new_crow[-1])
+    ptr = torch.arange(total, device=col.device) + torch.repeat_interleave(
+        start - new_crow[:-1], count, output_size=total)
+    return new_crow, col[ptr], val[ptr]
+
+
+def _transpose_arrays(crow: Tensor, col: Tensor, val: Tensor,
+                      num_cols: int) -> Tuple[Tensor, Tensor, Tensor]:
+    r"""The CSR arrays of the transpose (a stable counting sort by column: no coalescing)."""
+    order = torch.argsort(col, stable=True)
+    new_crow = torch.zeros(num_cols + 1, dtype=torch.long, device=col.device)
+    torch.cumsum(torch.bincount(col, minlength=num_cols), 0, out=new_crow[1:])
+    row = torch.repeat_interleave(torch.arange(crow.numel() - 1, device=col.device),
+                                  crow[1:] - crow[:-1], output_size=col.numel())
+    return new_crow, row[order], val[order]
+
+
+def _csr(crow: Tensor, col: Tensor, val: Tensor, shape: Tuple[int, int]) -> Tensor:
+    return to_csr(torch.sparse_csr_tensor(crow, col, val, shape, check_invariants=False))
+
+
 def to_csr(adj: Tensor) -> Tensor:
     r"""Converts a torch sparse tensor (COO, CSR or CSC) to CSR with 32-bit indices where they
     fit (the index type the sparse BLAS kernels use, so no conversion happens per product)."""
@@ -162,7 +263,9 @@ def sym_norm_edges(edge_index: Tensor, edge_weight: Optional[Tensor],
     deg.scatter_add_(0, edge_index[0], edge_weight)
     deg_inv_sqrt = deg.pow(-0.5)
     deg_inv_sqrt.masked_fill_(torch.isinf(deg_inv_sqrt), 0.0)
-    return edge_index, deg_inv_sqrt[edge_index[0]] * edge_weight * deg_inv_sqrt[edge_index[1]]
+    # (d_i^-1/2 d_j^-1/2) w_ij: the product of the two scales first, so that entries (i, j) and
+    # (j, i) of a symmetric matrix come out bit-identical.
+    return edge_index, deg_inv_sqrt[edge_index[0]] * deg_inv_sqrt[edge_index[1]] * edge_weight
 
 
 def normalized_adjacency(edge_index: Tensor, num_nodes: int,

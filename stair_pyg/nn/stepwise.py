@@ -2,6 +2,7 @@ r"""Forward stepwise convolution (FSC) of STAIR and the normalised Neumann serie
 the backward stepwise convolution (BSC, :class:`stair_pyg.optim.StepwiseAdamW`)."""
 from __future__ import annotations
 
+from functools import partial
 from typing import Callable, Optional, Tuple, Union
 
 import torch
@@ -12,7 +13,8 @@ from torch_geometric.nn.conv.gcn_conv import gcn_norm
 from torch_geometric.typing import Adj, OptTensor, SparseTensor
 from torch_geometric.utils import is_torch_sparse_tensor
 
-from stair_pyg.nn.sparse import SparseAdj, csr_from_edge_index, csr_mm, spmm, to_csr
+from stair_pyg.nn.sparse import (SparseAdj, csr_from_edge_index, csr_mm, receptive_field,
+                                 spmm, to_csr)
 
 
 def stepwise_beta(channels: int, gamma: float, dtype: Optional[torch.dtype] = None,
@@ -43,7 +45,7 @@ def stepwise_beta(channels: int, gamma: float, dtype: Optional[torch.dtype] = No
 
 
 def neumann_smooth(x: Tensor, propagate: Union[SparseAdj, Callable[[Tensor], Tensor]],
-                   weight: Tensor, num_layers: int) -> Tensor:
+                   weight: Tensor, num_layers: int, index: OptTensor = None) -> Tensor:
     r"""The normalised, truncated Neumann series with per-channel weights :math:`w`,
 
     .. math::
@@ -68,15 +70,26 @@ def neumann_smooth(x: Tensor, propagate: Union[SparseAdj, Callable[[Tensor], Ten
         weight (torch.Tensor): Per-channel weights :math:`w` ``[d]``, taken as constants (no
             gradient flows to them).
         num_layers (int): :math:`L \geq 0`.
+        index (torch.Tensor, optional): Return only these rows of :math:`\mathbf{Y}`. With a
+            :class:`SparseAdj`, each hop then multiplies only the rows that these outputs
+            depend on (:func:`~stair_pyg.nn.sparse.receptive_field`), which is what a
+            mini-batch loss needs: the result and its gradient are those of the full series,
+            at a fraction of the cost. (default: :obj:`None`, all rows)
     """
     if num_layers < 0:
         raise ValueError(f"'num_layers' must be non-negative, got {num_layers}")
     if weight.dim() != 1 or weight.numel() != x.size(-1):
         raise ValueError(f"expected one weight per channel ({x.size(-1)}), got weight of shape "
                          f"{tuple(weight.shape)}")
+    # rows[l]: the rows of hop l that are returned (all, or index in that hop's row numbering).
     if isinstance(propagate, SparseAdj):
-        adj = propagate
-        propagate = lambda h: spmm(adj, h)  # noqa: E731
+        if index is None:
+            hops, rows = [propagate] * num_layers, [None] * (num_layers + 1)
+        else:
+            hops, rows = receptive_field(propagate, index, num_layers)
+        steps = [partial(spmm, hop) for hop in hops]
+    else:
+        steps, rows = [propagate] * num_layers, [index] * (num_layers + 1)
     # The channel weights commute with the propagation (they scale columns, the adjacency mixes
     # rows): (w * A)^l X = (A^l X) * w^l. So hop l is A applied l times to X, scaled once by
     # c_l = w^l / sum_k w^k, and accumulated in one fused multiply-add.
@@ -90,11 +103,11 @@ def neumann_smooth(x: Tensor, propagate: Union[SparseAdj, Callable[[Tensor], Ten
                          "number of layers)")
     coefs = [(power / total).to(dtype=x.dtype, device=x.device) for power in powers]
 
-    out = x * coefs[0]
+    out = (x if rows[0] is None else x[rows[0]]) * coefs[0]
     h = x
-    for layer in range(1, num_layers + 1):
-        h = propagate(h)
-        out = torch.addcmul(out, h, coefs[layer])
+    for layer, step in enumerate(steps, start=1):
+        h = step(h)
+        out = torch.addcmul(out, h if rows[layer] is None else h[rows[layer]], coefs[layer])
     return out
 
 
@@ -191,7 +204,18 @@ class StepwiseConv(MessagePassing):
         self._cached_adj = None
 
     def forward(self, x: Tensor, edge_index: Union[Adj, SparseAdj],
-                edge_weight: OptTensor = None) -> Tensor:
+                edge_weight: OptTensor = None, index: OptTensor = None) -> Tensor:
+        r"""Runs the forward pass.
+
+        Args:
+            x (torch.Tensor): Node features ``[N, d]``.
+            edge_index (Adj or SparseAdj): The graph, in any of the forms above.
+            edge_weight (torch.Tensor, optional): Edge weights of an :obj:`edge_index` tensor.
+            index (torch.Tensor, optional): Return only these rows (for example the nodes of a
+                training batch). On the sparse paths every hop then computes only the rows
+                that they depend on (see :func:`neumann_smooth`); message passing computes
+                every row and selects. (default: :obj:`None`)
+        """
         if x.dim() != 2 or x.size(-1) != self.channels:
             raise ValueError(f"expected node features of shape [N, {self.channels}], got "
                              f"{tuple(x.shape)}")
@@ -201,7 +225,7 @@ class StepwiseConv(MessagePassing):
             if edge_index.shape != (num_nodes, num_nodes):
                 raise ValueError(f"adjacency of shape {edge_index.shape} does not match "
                                  f"{num_nodes} nodes")
-            return neumann_smooth(x, edge_index, self.beta, self.num_layers)
+            return neumann_smooth(x, edge_index, self.beta, self.num_layers, index)
 
         if self._use_fast_path(edge_index, edge_weight):
             adj = self._cached_adj
@@ -213,9 +237,9 @@ class StepwiseConv(MessagePassing):
                     if self.cached:
                         self._cached_adj = adj
                 else:  # no backward pass: the transpose is never needed
-                    return neumann_smooth(x, lambda h: csr_mm(csr, h), self.beta,
-                                          self.num_layers)
-            return neumann_smooth(x, adj, self.beta, self.num_layers)
+                    return neumann_smooth(x, partial(csr_mm, csr), self.beta,
+                                          self.num_layers, index)
+            return neumann_smooth(x, adj, self.beta, self.num_layers, index)
 
         # Message passing: a plain edge_index, or an adjacency whose values require a gradient
         # (turned into the edge list it stands for, keeping the values differentiable).
@@ -243,7 +267,7 @@ class StepwiseConv(MessagePassing):
             # propagate_type: (x: Tensor, edge_weight: OptTensor)
             return self.propagate(edge_index, x=h, edge_weight=edge_weight)
 
-        return neumann_smooth(x, propagate, self.beta, self.num_layers)
+        return neumann_smooth(x, propagate, self.beta, self.num_layers, index)
 
     def message(self, x_j: Tensor, edge_weight: OptTensor) -> Tensor:
         return x_j if edge_weight is None else edge_weight.view(-1, 1) * x_j
