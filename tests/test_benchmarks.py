@@ -121,3 +121,34 @@ def test_cli_bench_help():
                           cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert "--max-batches" in proc.stdout and "--quick" in proc.stdout
+
+
+def test_sweep_selects_on_validation_and_resumes(tmp_path):
+    args = ("--quick", "--grid", "model.gamma=0.1,1.0", "--grid", "train.lr=1e-3,1e-2",
+            "--final-seeds", "2", "--out", str(tmp_path))
+    first = _run("sweep.py", *args)
+    result = json.loads((tmp_path / "sweep_quick.json").read_text())
+    assert len(result["points"]) == 4
+    seed1 = [r for r in result["runs"].values() if r["seed"] == 1]
+    best = max(seed1, key=lambda r: r["valid"]["NDCG@20"])
+    assert result["selected"] == best["overrides"]  # chosen on validation, never on test
+    assert result["final"]["seeds"] == [1, 2]
+    assert any(r["seed"] == 2 and r["overrides"] == best["overrides"]
+               for r in result["runs"].values())
+    assert "selected" in first.stdout
+    # A restart with the same arguments reuses every finished run and trains nothing.
+    again = _run("sweep.py", *args)
+    assert "reusing 5 finished run(s)" in again.stdout
+    assert "run(s) on" not in again.stdout
+
+
+def test_sweep_grid_values_split_outside_brackets():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("sweep_script", BENCH / "sweep.py")
+    sweep = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sweep)
+    assert sweep.split_values("1,{text: 5, genre: 1},[1, 2]") == [
+        "1", "{text: 5, genre: 1}", "[1, 2]"]
+    axes = sweep.parse_grid(["model.gamma=0.1,1", "train.lr=1e-3"])
+    assert sweep.grid_points(axes) == [["model.gamma=0.1", "train.lr=1e-3"],
+                                       ["model.gamma=1", "train.lr=1e-3"]]
