@@ -3,8 +3,8 @@ import torch
 
 from stair_pyg.models.base import Recommender
 from stair_pyg.nn.knn import knn_cosine
-from stair_pyg.nn.sparse import (SparseAdj, normalized_adjacency, receptive_field, spmm,
-                                 sym_norm_edges, transpose_csr, user_item_adjacency)
+from stair_pyg.nn.sparse import (SparseAdj, normalized_adjacency, receptive_field, series_rows,
+                                 spmm, sym_norm_edges, transpose_csr, user_item_adjacency)
 
 
 def dense_user_item(edge_index, num_users, num_items):
@@ -186,3 +186,28 @@ def test_symmetric_normalisation_is_bit_symmetric():
                       torch.randint(0, 30, (300,), generator=g)])
     dense = user_item_adjacency(ei, 40, 30).to_dense()
     assert torch.equal(dense, dense.t())
+
+
+@pytest.mark.parametrize("symmetric", [True, False])
+@pytest.mark.parametrize("num_layers", [0, 1, 3])
+@pytest.mark.parametrize("max_fraction", [0.0, 0.5, 1.0])
+def test_series_rows_value_and_gradient_match_dense(symmetric, num_layers, max_fraction):
+    n, d = 50, 4
+    dense = random_sparse(n, 0.05, seed=10 + num_layers, symmetric=symmetric)
+    adj = SparseAdj(dense.to_sparse_csr())
+    g = torch.Generator().manual_seed(3)
+    index = torch.cat([torch.randint(0, n, (6,), generator=g), torch.tensor([7, 7])])
+    coefs = [torch.rand(d, dtype=torch.float64, generator=g) for _ in range(num_layers + 1)]
+    x = torch.randn(n, d, dtype=torch.float64, generator=g, requires_grad=True)
+    upstream = torch.randn(index.numel(), d, dtype=torch.float64, generator=g)
+    out = series_rows(x, adj, coefs, index, max_fraction=max_fraction)
+    (out * upstream).sum().backward()
+
+    x_ref = x.detach().clone().requires_grad_()
+    h, ref = x_ref, x_ref * coefs[0]
+    for layer in range(1, num_layers + 1):
+        h = dense @ h
+        ref = ref + h * coefs[layer]
+    (ref[index] * upstream).sum().backward()
+    torch.testing.assert_close(out, ref[index])
+    torch.testing.assert_close(x.grad, x_ref.grad)

@@ -17,7 +17,7 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 
 from stair_pyg.data.hetero import modality_features
-from stair_pyg.nn.sparse import SparseAdj, receptive_field, spmm
+from stair_pyg.nn.sparse import SparseAdj, series_rows, spmm
 
 
 class SparseBuffer(torch.nn.Module):
@@ -72,18 +72,17 @@ def layer_mean(adj: SparseAdj, x: Tensor, num_layers: int, index: Optional[Tenso
         x (torch.Tensor): Layer-0 embeddings ``[N, d]``.
         num_layers (int): :math:`L` (:obj:`0` returns :obj:`x`).
         index (torch.Tensor, optional): Return only these rows, computing in each hop only the
-            rows they depend on (:func:`~stair_pyg.nn.sparse.receptive_field`).
+            rows they depend on (:func:`~stair_pyg.nn.sparse.series_rows`).
             (default: :obj:`None`, all rows)
     """
-    if index is None:
-        hops, rows = [adj] * num_layers, [None] * (num_layers + 1)
-    else:
-        hops, rows = receptive_field(adj, index, num_layers)
-    out = x if rows[0] is None else x[rows[0]]
+    if index is not None:
+        coef = x.new_full((x.size(1),), 1.0 / (num_layers + 1))
+        return series_rows(x, adj, [coef] * (num_layers + 1), index)
+    out = x
     h = x
-    for hop, row in zip(hops, rows[1:]):
-        h = spmm(hop, h)
-        out = out + (h if row is None else h[row])
+    for _ in range(num_layers):
+        h = spmm(adj, h)
+        out = out + h
     return out / (num_layers + 1)
 
 

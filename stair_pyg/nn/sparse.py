@@ -183,6 +183,60 @@ def receptive_field(adj: SparseAdj, index: Tensor, num_layers: int, max_fraction
     return hops, positions
 
 
+class _SeriesRows(torch.autograd.Function):
+    r"""Rows of :math:`\sum_l c_l \odot A^l X` over the hops of :func:`receptive_field`.
+
+    The backward pass runs the hops in reverse through their stored transposes and adds each
+    hop's share of the output gradient in place, so no full-size zero buffer or extra sum is
+    formed per hop (autograd through gathers would form both)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, hops: List[SparseAdj], positions: List[Tensor],  # type: ignore
+                *coefs: Tensor) -> Tensor:
+        out = x[positions[0]] * coefs[0]
+        h = x
+        for hop, pos, coef in zip(hops, positions[1:], coefs[1:]):
+            h = csr_mm(hop.adj, h)
+            out.addcmul_(h[pos], coef)
+        ctx.hops, ctx.positions, ctx.coefs = hops, positions, coefs
+        ctx.num_nodes = x.size(0)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        hops, positions, coefs = ctx.hops, ctx.positions, ctx.coefs
+        rows = hops[-1].shape[0] if hops else ctx.num_nodes
+        g = grad.new_zeros(rows, grad.size(1))
+        g.index_add_(0, positions[-1], grad * coefs[-1])
+        for layer in range(len(hops), 0, -1):
+            g = csr_mm(hops[layer - 1].adj_t, g)
+            g.index_add_(0, positions[layer - 1], grad * coefs[layer - 1])
+        return (g, None, None) + (None,) * len(coefs)
+
+
+def series_rows(x: Tensor, adj: SparseAdj, coefs: List[Tensor], index: Tensor,
+                max_fraction: float = 0.5) -> Tensor:
+    r"""Rows :obj:`index` of :math:`\sum_{l=0}^{L} c_l \odot A^l X`, differentiable in
+    :math:`X`, computing only what those rows depend on (:func:`receptive_field`).
+
+    The propagation of :func:`~stair_pyg.nn.neumann_smooth` (:math:`c_l = w^l / \sum_k w^k`) and
+    of LightGCN (:math:`c_l = 1/(L+1)`) restricted to a mini-batch: a BPR loss over a batch of
+    triples needs the output rows of its users and items only.
+
+    Args:
+        x (torch.Tensor): :math:`X` ``[N, d]``.
+        adj (SparseAdj): Square :math:`A` ``[N, N]``.
+        coefs (List[torch.Tensor]): :math:`c_0, \dots, c_L`, each ``[d]`` (constants).
+        index (torch.Tensor): The output rows (any order, repeats allowed).
+        max_fraction (float, optional): See :func:`receptive_field`. (default: :obj:`0.5`)
+
+    Returns:
+        ``[len(index), d]``.
+    """
+    hops, positions = receptive_field(adj, index, len(coefs) - 1, max_fraction)
+    return _SeriesRows.apply(x, hops, positions, *coefs)
+
+
 def _gather_rows(crow: Tensor, col: Tensor, val: Tensor,
                  rows: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
     r"""The CSR arrays ``(crow (int64), col, val)`` of the given rows of a CSR matrix."""

@@ -13,8 +13,8 @@ from torch_geometric.nn.conv.gcn_conv import gcn_norm
 from torch_geometric.typing import Adj, OptTensor, SparseTensor
 from torch_geometric.utils import is_torch_sparse_tensor
 
-from stair_pyg.nn.sparse import (SparseAdj, csr_from_edge_index, csr_mm, receptive_field,
-                                 spmm, to_csr)
+from stair_pyg.nn.sparse import (SparseAdj, csr_from_edge_index, csr_mm, series_rows, spmm,
+                                 to_csr)
 
 
 def stepwise_beta(channels: int, gamma: float, dtype: Optional[torch.dtype] = None,
@@ -72,24 +72,15 @@ def neumann_smooth(x: Tensor, propagate: Union[SparseAdj, Callable[[Tensor], Ten
         num_layers (int): :math:`L \geq 0`.
         index (torch.Tensor, optional): Return only these rows of :math:`\mathbf{Y}`. With a
             :class:`SparseAdj`, each hop then multiplies only the rows that these outputs
-            depend on (:func:`~stair_pyg.nn.sparse.receptive_field`), which is what a
-            mini-batch loss needs: the result and its gradient are those of the full series,
-            at a fraction of the cost. (default: :obj:`None`, all rows)
+            depend on (:func:`~stair_pyg.nn.sparse.series_rows`), which is what a mini-batch
+            loss needs: the result and its gradient are those of the full series, at a
+            fraction of the cost. (default: :obj:`None`, all rows)
     """
     if num_layers < 0:
         raise ValueError(f"'num_layers' must be non-negative, got {num_layers}")
     if weight.dim() != 1 or weight.numel() != x.size(-1):
         raise ValueError(f"expected one weight per channel ({x.size(-1)}), got weight of shape "
                          f"{tuple(weight.shape)}")
-    # rows[l]: the rows of hop l that are returned (all, or index in that hop's row numbering).
-    if isinstance(propagate, SparseAdj):
-        if index is None:
-            hops, rows = [propagate] * num_layers, [None] * (num_layers + 1)
-        else:
-            hops, rows = receptive_field(propagate, index, num_layers)
-        steps = [partial(spmm, hop) for hop in hops]
-    else:
-        steps, rows = [propagate] * num_layers, [index] * (num_layers + 1)
     # The channel weights commute with the propagation (they scale columns, the adjacency mixes
     # rows): (w * A)^l X = (A^l X) * w^l. So hop l is A applied l times to X, scaled once by
     # c_l = w^l / sum_k w^k, and accumulated in one fused multiply-add.
@@ -103,12 +94,16 @@ def neumann_smooth(x: Tensor, propagate: Union[SparseAdj, Callable[[Tensor], Ten
                          "number of layers)")
     coefs = [(power / total).to(dtype=x.dtype, device=x.device) for power in powers]
 
-    out = (x if rows[0] is None else x[rows[0]]) * coefs[0]
+    if index is not None and isinstance(propagate, SparseAdj):
+        return series_rows(x, propagate, coefs, index)
+    if isinstance(propagate, SparseAdj):
+        propagate = partial(spmm, propagate)
+    out = x * coefs[0]
     h = x
-    for layer, step in enumerate(steps, start=1):
-        h = step(h)
-        out = torch.addcmul(out, h if rows[layer] is None else h[rows[layer]], coefs[layer])
-    return out
+    for layer in range(1, num_layers + 1):
+        h = propagate(h)
+        out = torch.addcmul(out, h, coefs[layer])
+    return out if index is None else out[index]
 
 
 class StepwiseConv(MessagePassing):
