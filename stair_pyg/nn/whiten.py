@@ -2,10 +2,14 @@ r"""Whitening of modality features, the first step of STAIR's modality initialis
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 from torch import Tensor
+
+
+#: Entries per float64 block of the Gram route (16 MiB): large enough for an efficient product.
+_BLOCK_ENTRIES = 1 << 21
 
 
 def whiten(x: Tensor, dim: int, method: str = "auto", rtol: float = 1e-6,
@@ -33,8 +37,8 @@ def whiten(x: Tensor, dim: int, method: str = "auto", rtol: float = 1e-6,
 
     **Memory.** Never :math:`N \times N`. :obj:`method="gram"` accumulates the :math:`f \times f`
     Gram matrix of the centred features in float64 over blocks of :obj:`chunk_size` rows and takes
-    its eigen-decomposition (:math:`O(f^2 + \text{chunk\_size} \cdot f)` working memory besides
-    the output); :obj:`method="svd"` takes the thin SVD (:obj:`full_matrices=False`) of the
+    its :obj:`dim` leading eigenpairs (on CPU only those are computed, in place:
+    :math:`O(f^2 + \text{chunk\_size} \cdot f)` working memory besides the output); :obj:`method="svd"` takes the thin SVD (:obj:`full_matrices=False`) of the
     centred :math:`N \times f` matrix in float64 (:math:`O(N f)` memory), the reference route.
     :obj:`"auto"` picks :obj:`"gram"` unless :math:`f > N`.
 
@@ -45,7 +49,7 @@ def whiten(x: Tensor, dim: int, method: str = "auto", rtol: float = 1e-6,
             (default: :obj:`"auto"`)
         rtol (float, optional): Relative singular-value threshold below which a direction counts
             as missing. (default: :obj:`1e-6`)
-        chunk_size (int, optional): Rows per block of the Gram route. (default: about 32M
+        chunk_size (int, optional): Rows per block of the Gram route. (default: about 2M
             entries per block)
 
     Returns:
@@ -71,18 +75,19 @@ def whiten(x: Tensor, dim: int, method: str = "auto", rtol: float = 1e-6,
         keep = _kept(s, dim, rtol)
         w = u[:, :keep]
     else:
-        chunk = chunk_size or max(1, (1 << 23) // max(f, 1))
+        chunk = chunk_size or max(1, _BLOCK_ENTRIES // max(f, 1))
         gram = torch.zeros(f, f, dtype=torch.float64, device=x.device)
         for start in range(0, n, chunk):
-            block = x[start:start + chunk].to(torch.float64) - mean
+            block = x[start:start + chunk].to(torch.float64).sub_(mean)
             gram.addmm_(block.t(), block)
-        evals, evecs = torch.linalg.eigh(gram)  # ascending
-        s = evals.flip(0).clamp_min(0.0).sqrt()
+        evals, evecs = _top_eigh(gram, dim)  # descending
+        del gram
+        s = evals.clamp_min(0.0).sqrt()
         keep = _kept(s, dim, rtol)
-        proj = evecs.flip(1)[:, :keep] / s[:keep]
+        proj = evecs[:, :keep] / s[:keep]
         w = torch.empty(n, keep, dtype=torch.float64, device=x.device)
         for start in range(0, n, chunk):
-            w[start:start + chunk] = (x[start:start + chunk].to(torch.float64) - mean) @ proj
+            w[start:start + chunk] = x[start:start + chunk].to(torch.float64).sub_(mean) @ proj
 
     if keep > 0:
         pivot = w.abs().argmax(dim=0)
@@ -93,9 +98,30 @@ def whiten(x: Tensor, dim: int, method: str = "auto", rtol: float = 1e-6,
     return out
 
 
+def _top_eigh(gram: Tensor, k: int) -> Tuple[Tensor, Tensor]:
+    r"""The :obj:`k` largest eigenpairs of a symmetric matrix, largest first.
+
+    On CPU only those are computed (LAPACK's MRRR driver through :func:`scipy.linalg.eigh`, in
+    place): working memory :math:`O(f k)` besides the matrix, where a full decomposition needs
+    about three more :math:`f \times f` matrices (1.2 GiB in float64 at :math:`f = 4096`)."""
+    f = gram.size(0)
+    k = min(k, f)
+    if gram.device.type == "cpu" and k < f:
+        from scipy.linalg import eigh
+
+        # The transpose is Fortran-ordered (no copy) and equals the matrix (symmetric).
+        values, vectors = eigh(gram.numpy().T, subset_by_index=[f - k, f - 1], driver="evr",
+                               overwrite_a=True, check_finite=False)
+        values, vectors = torch.from_numpy(values), torch.from_numpy(vectors)
+    else:
+        values, vectors = torch.linalg.eigh(gram)
+        values, vectors = values[f - k:], vectors[:, f - k:]
+    return values.flip(0), vectors.flip(1)
+
+
 def _column_mean(x: Tensor, chunk_size: Optional[int]) -> Tensor:
     n, f = x.shape
-    chunk = chunk_size or max(1, (1 << 23) // max(f, 1))
+    chunk = chunk_size or max(1, _BLOCK_ENTRIES // max(f, 1))
     total = torch.zeros(1, f, dtype=torch.float64, device=x.device)
     for start in range(0, n, chunk):
         total += x[start:start + chunk].to(torch.float64).sum(dim=0, keepdim=True)
