@@ -21,7 +21,7 @@ FLOAT = 4  # float32
 INDEX = 8  # int64 (edge_index)
 CSR_INDEX_32 = 4  # SparseAdj's CSR indices while nnz < 2^31
 DOUBLE = 8  # float64 (whitening)
-WHITEN_BLOCK = 1 << 23  # values per block of stair_pyg.nn.whiten's Gram route
+WHITEN_BLOCK = 1 << 21  # values per block of stair_pyg.nn.whiten's Gram route
 SPORTS_TRAIN, SPORTS_USERS, SPORTS_ITEMS = 218_409, 35_598, 18_357
 
 
@@ -52,11 +52,12 @@ def sizes(num_edges: float, per_user: float, per_item: float, dim: int, knn_k: i
         "bsc_working_set": 4 * items * dim * FLOAT,
         "eval_block": eval_users * items * FLOAT,
         # Host, at initialisation: the features, and whitening's working memory (one modality at a
-        # time; the default Gram route of stair_pyg.nn.whiten: float64 blocks of 2^23 values,
-        # an f x f Gram matrix and its eigen-decomposition, and the float64 [I, d] output).
+        # time; the default Gram route of stair_pyg.nn.whiten on CPU: one float64 block of 2^21
+        # values, the f x f Gram matrix, its d leading eigenvectors (computed in place), and the
+        # float64 [I, d] output).
         "features": items * sum(features) * FLOAT,
-        "whitening": max(max(2 * min(items, WHITEN_BLOCK // f) * f * DOUBLE + f * f * DOUBLE,
-                             5 * f * f * DOUBLE) for f in features) + items * dim * DOUBLE,
+        "whitening": max(min(items, WHITEN_BLOCK // f) * f * DOUBLE + f * f * DOUBLE
+                         + f * dim * DOUBLE for f in features) + items * dim * DOUBLE,
     }
     # FSC's working set lives during forward and backward, BSC's during the optimizer step.
     out["device_total"] = sum(out[k] for k in (

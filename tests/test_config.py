@@ -115,6 +115,18 @@ def test_shipped_configs_are_valid(name, monkeypatch):
     assert train["metric"] == "NDCG@20"
 
 
+def test_tuned_ml100k_overlay_changes_only_the_selected_settings(monkeypatch):
+    monkeypatch.chdir(REPO)
+    base = load_config(REPO / "configs" / "ml100k.yaml", resolve=False)
+    tuned = load_config([REPO / "configs" / "ml100k.yaml", REPO / "configs" / "ml100k-tuned.yaml"],
+                        resolve=False)
+    assert (tuned["model"]["gamma"], tuned["train"]["weight_decay"]) == (1.0, 0.1)
+    assert tuned["model"]["knn_k"] == base["model"]["knn_k"]  # merged, not replaced
+    assert tuned["dataset"] == base["dataset"]
+    for key in ("batch_size", "lr", "metric"):
+        assert tuned["train"][key] == base["train"][key]
+
+
 def test_merge_configs_replaces_a_model_section_that_names_another_model():
     from stair_pyg.train.config import merge_configs
 
