@@ -88,16 +88,18 @@ def spmm_bytes(num_nodes: int, nnz: int, channels: int) -> int:
 
 
 def bench_format(conv, x: torch.Tensor, adj: Any, device: torch.device, repeats: int,
-                 warmup: int) -> Dict[str, float]:
-    r"""Median forward and backward seconds of ``conv(x, adj)``."""
-    grad = torch.randn_like(x)
+                 warmup: int, index: Optional[torch.Tensor] = None) -> Dict[str, float]:
+    r"""Median forward and backward seconds of ``conv(x, adj)`` (``conv(x, adj, index=index)``
+    when :obj:`index` is given: only those rows, as a training batch asks for)."""
+    grad = torch.randn_like(x) if index is None else torch.randn(index.numel(), x.size(1),
+                                                                 device=x.device)
     fwd: List[float] = []
     bwd: List[float] = []
     for i in range(warmup + repeats):
         xi = x.detach().requires_grad_(True)
         timer = C.PhaseTimer(device)
         with timer.phase("forward"):
-            out = conv(xi, adj)
+            out = conv(xi, adj) if index is None else conv(xi, adj, index=index)
         with timer.phase("backward"):
             out.backward(grad)
         t = timer.totals()
@@ -120,6 +122,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--copy-mib", type=int, default=512,
                         help="size of the copied tensor for the bandwidth ceiling (default: 512)")
     parser.add_argument("--formats", default=None, help="comma-separated subset of formats")
+    parser.add_argument("--batch-size", type=int, default=1024,
+                        help="triples of the batch whose rows the index= row computes "
+                             "(default: 1024)")
     parser.add_argument("--out", default=None)
     parser.add_argument("--write-results", action="store_true")
     parser.add_argument("--quick", action="store_true")
@@ -180,10 +185,23 @@ def run(args: argparse.Namespace) -> int:
         conv = StepwiseConv(args.channels, num_layers=args.num_layers).to(device)
         rows.append({"format": fmt, **bench_format(conv, x, adj, device, args.repeats,
                                                    args.warmup)})
+    if csr is not None:
+        # What a training step asks for: the rows of one batch of (user, positive, negative)
+        # triples, drawn as the trainer draws them. Only the ratio is meaningful here (the
+        # bytes needed are those of the batch's receptive field, not of L full products).
+        gen = torch.Generator().manual_seed(0)
+        pick = torch.randint(edge_index.size(1), (args.batch_size,), generator=gen)
+        index = torch.cat([edge_index[0, pick], edge_index[1, pick] + num_users,
+                           torch.randint(num_items, (args.batch_size,), generator=gen)
+                           + num_users]).to(device)
+        conv = StepwiseConv(args.channels, num_layers=args.num_layers).to(device)
+        rows.append({"format": f"SparseAdj, rows of a {args.batch_size}-triple batch (index=)",
+                     "batch_rows": True,
+                     **bench_format(conv, x, csr, device, args.repeats, args.warmup, index)})
     for r in rows:
         for phase in ("forward", "backward"):
             s = r.get(f"{phase}_s")
-            if s is not None and s == s and s > 0:
+            if s is not None and s == s and s > 0 and not r.get("batch_rows"):
                 r[f"{phase}_bandwidth"] = need / s
                 r[f"{phase}_of_ceiling"] = need / s / ceiling["bandwidth"]
     result = {"script": "bench_propagation", "dataset": name, "num_nodes": n, "nnz": nnz,

@@ -153,6 +153,14 @@ def _init_worker(threads: int) -> None:
     import torch
 
     torch.set_num_threads(max(1, threads))
+    if sys.platform.startswith("linux"):  # a killed sweep must not leave workers training on
+        try:
+            import ctypes
+            import signal
+
+            ctypes.CDLL(None).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
 
 
 def run_point(config: Dict[str, Any], overrides: List[str], seed: int) -> Dict[str, Any]:
