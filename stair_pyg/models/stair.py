@@ -249,6 +249,10 @@ class STAIR(Recommender):
         r"""The BPR loss :math:`\frac{1}{B}\sum_b \mathrm{softplus}(s^-_b - s^+_b)` of a batch of
         (user, positive item, negative item) triples, on the propagated embeddings.
 
+        Without :obj:`embeddings`, only the batch's rows of the propagation are computed, each
+        hop on the rows they depend on (:func:`~stair_pyg.nn.series_rows`): the same loss and
+        gradient as on the output of :meth:`forward`, at a fraction of the cost.
+
         Args:
             users, pos_items, neg_items (torch.Tensor): Ids ``[B]``.
             embeddings (Tuple[Tensor, Tensor], optional): The output of :meth:`forward`, if

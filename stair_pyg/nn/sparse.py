@@ -4,6 +4,10 @@ r"""Sparse adjacency matrices with a fast backward pass.
 backward call, which sorts all non-zeros each time. :class:`SparseAdj` forms the transpose once (or
 reuses :math:`A` itself when the matrix is symmetric, as the normalised user-item adjacency is) and
 :func:`spmm` uses it in the backward pass.
+
+A mini-batch loss needs only some rows of a propagation: :func:`receptive_field` cuts the hops
+down to the submatrices those rows depend on, and :func:`series_rows` runs them, forward and
+backward.
 """
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ import warnings
 
 import torch
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 # CSR is the layout this module is built on; torch's "beta" notice would print on every import.
 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
@@ -203,6 +208,7 @@ class _SeriesRows(torch.autograd.Function):
         return out
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad: Tensor):  # type: ignore[override]
         hops, positions, coefs = ctx.hops, ctx.positions, ctx.coefs
         rows = hops[-1].shape[0] if hops else ctx.num_nodes
@@ -252,7 +258,8 @@ def _gather_rows(crow: Tensor, col: Tensor, val: Tensor,
 
 def _transpose_arrays(crow: Tensor, col: Tensor, val: Tensor,
                       num_cols: int) -> Tuple[Tensor, Tensor, Tensor]:
-    r"""The CSR arrays of the transpose (a stable counting sort by column: no coalescing)."""
+    r"""The CSR arrays of the transpose: one stable sort by column (rows stay ordered within each
+    new row), no coalescing."""
     order = torch.argsort(col, stable=True)
     new_crow = torch.zeros(num_cols + 1, dtype=torch.long, device=col.device)
     torch.cumsum(torch.bincount(col, minlength=num_cols), 0, out=new_crow[1:])
