@@ -35,6 +35,9 @@ TRAIN_DEFAULTS: Dict[str, Any] = {
     "device": "auto",
     "checkpoint_every": 5,
     "eval_batch_users": 4096,
+    # Negatives drawn from "all" items (MMRec, the STAIR paper) or only the "interacted" ones
+    # (items with training interactions; see NegativeSampler: helps cold-start items).
+    "negatives": "all",
 }
 
 FILE_FORMATS = ("mmrec", "recbole", "csv")
@@ -287,6 +290,9 @@ def resolve_config(config: Dict[str, Any], base_dir: Optional[Union[str, Path]] 
         raise ConfigError(f"'train.metric': {e}") from None
     train["metric"] = f"{name}@{k}"
     train["ks"] = sorted(set(ks) | {k})
+    if train["negatives"] not in ("all", "interacted"):
+        raise ConfigError(f"'train.negatives' must be 'all' or 'interacted', got "
+                          f"{train['negatives']!r}")
     device = train["device"]
     if not isinstance(device, str) or not (device in ("auto", "cpu", "cuda")
                                            or device.startswith("cuda:")):
