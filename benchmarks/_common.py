@@ -373,6 +373,38 @@ def machine_note(env: Dict[str, Any]) -> str:
     return f"CPU run on a {cores}-core machine (1-minute load average {load:.2f} when it started)."
 
 
+def load_config_file(path: Path) -> Dict[str, Any]:
+    r"""An experiment YAML file; a missing file stops the script with a one-line message."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise SystemExit(f"config file '{path}' does not exist")
+    with open(path) as f:
+        return yaml.safe_load(f) or {}
+
+
+def absolute_dataset(dataset: Dict[str, Any], config_path: Path) -> Dict[str, Any]:
+    r"""A copy of a config's ``dataset`` section whose relative ``path`` is made absolute, looked
+    up from the current directory, the config's folder and the repository root, in that order."""
+    dataset = dict(dataset)
+    if "path" in dataset and not Path(dataset["path"]).is_absolute():
+        for root in (Path.cwd(), Path(config_path).parent, REPO_ROOT):
+            if (root / dataset["path"]).exists():
+                dataset["path"] = str((root / dataset["path"]).resolve())
+                break
+    return dataset
+
+
+def mean_std(values: Sequence[float]) -> Dict[str, float]:
+    r"""Mean, sample standard deviation (0 for one value) and count, NaNs and Nones left out."""
+    values = [float(v) for v in values if v is not None and not math.isnan(float(v))]
+    if not values:
+        return {"mean": float("nan"), "std": float("nan"), "n": 0}
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return {"mean": statistics.fmean(values), "std": std, "n": len(values)}
+
+
 def write_json(path: Path, obj: Any) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

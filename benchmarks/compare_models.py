@@ -31,31 +31,23 @@ from __future__ import annotations
 
 import argparse
 import copy
-import math
-import statistics
 import sys
 import time
 import traceback
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
 # benchmarks/ holds a ``profile.py`` that would shadow the standard library's ``profile`` (which
-# torch imports through cProfile): keep the folder off sys.path and load _common by file.
+# torch imports through cProfile): keep the folder off sys.path, import it as a package.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH_DIR]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-import importlib.util  # noqa: E402
-
 import torch  # noqa: E402
-import yaml  # noqa: E402
 
-_spec = importlib.util.spec_from_file_location("_bench_common", BENCH_DIR / "_common.py")
-C = importlib.util.module_from_spec(_spec)
-sys.modules["_bench_common"] = C
-_spec.loader.exec_module(C)
+from benchmarks import _common as C  # noqa: E402
 
 SCRIPT = "compare_models"
 DEFAULT_MODELS = ["stair", "bpr", "lightgcn", "vbpr", "freedom", "bm3", "lgmrec"]
@@ -68,7 +60,7 @@ MODEL_CONFIG_DIR = REPO_ROOT / "configs" / "models"
 
 def model_spec(model: str) -> Dict[str, Dict[str, Any]]:
     r"""The ``model`` section and ``train`` settings of ``configs/models/<model>.yaml``."""
-    spec = C_load_yaml(MODEL_CONFIG_DIR / f"{model}.yaml")
+    spec = C.load_config_file(MODEL_CONFIG_DIR / f"{model}.yaml")
     return {"model": dict(spec.get("model", {"name": model})), "train": dict(spec.get("train", {}))}
 
 
@@ -90,14 +82,9 @@ def base_config(args: argparse.Namespace) -> Dict[str, Any]:
                   "train": {"epochs": 5, "patience": 5, "eval_every": 1}}
     else:
         path = Path(args.config) if args.config else DATASET_CONFIGS[args.dataset]
-        config = C_load_yaml(path)
-        dataset = dict(config.get("dataset", {}))
-        if "path" in dataset and not Path(dataset["path"]).is_absolute():
-            for root in (Path.cwd(), path.parent, REPO_ROOT):
-                if (root / dataset["path"]).exists():
-                    dataset["path"] = str((root / dataset["path"]).resolve())
-                    break
-        config = {"dataset": dataset, "train": dict(config.get("train", {}))}
+        config = C.load_config_file(path)
+        config = {"dataset": C.absolute_dataset(config.get("dataset", {}), path),
+                  "train": dict(config.get("train", {}))}
     train = config["train"]
     for key in ("batch_size", "lr", "weight_decay", "seed"):  # per model / per run
         train.pop(key, None)
@@ -108,13 +95,6 @@ def base_config(args: argparse.Namespace) -> Dict[str, Any]:
     if args.patience is not None:
         train["patience"] = int(args.patience)
     return config
-
-
-def C_load_yaml(path: Path) -> Dict[str, Any]:
-    if not path.is_file():
-        raise SystemExit(f"config file '{path}' does not exist")
-    with open(path) as f:
-        return yaml.safe_load(f) or {}
 
 
 def run_config(base: Dict[str, Any], model: str, seed: int) -> Dict[str, Any]:
@@ -146,12 +126,7 @@ def run_one(config: Dict[str, Any], dataset, device: torch.device) -> Dict[str, 
     }
 
 
-def mean_std(values: Sequence[float]) -> Dict[str, float]:
-    values = [float(v) for v in values if v is not None and not math.isnan(float(v))]
-    if not values:
-        return {"mean": float("nan"), "std": float("nan"), "n": 0}
-    std = statistics.stdev(values) if len(values) > 1 else 0.0
-    return {"mean": statistics.fmean(values), "std": std, "n": len(values)}
+mean_std = C.mean_std
 
 
 def summarise(runs: List[Dict[str, Any]]) -> Dict[str, Any]:

@@ -32,7 +32,6 @@ import copy
 import itertools
 import json
 import os
-import statistics
 import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -43,19 +42,12 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
 # benchmarks/ holds a ``profile.py`` that would shadow the standard library's ``profile`` (which
-# torch imports through cProfile): keep the folder off sys.path and load _common by file.
+# torch imports through cProfile): keep the folder off sys.path, import it as a package.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH_DIR]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-import importlib.util  # noqa: E402
-
-import yaml  # noqa: E402
-
-_spec = importlib.util.spec_from_file_location("_bench_common", BENCH_DIR / "_common.py")
-C = importlib.util.module_from_spec(_spec)
-sys.modules["_bench_common"] = C
-_spec.loader.exec_module(C)
+from benchmarks import _common as C  # noqa: E402
 
 SCRIPT = "sweep"
 HEADLINE = ["Recall@20", "NDCG@20"]
@@ -117,29 +109,16 @@ def base_config(args: argparse.Namespace) -> Dict[str, Any]:
         config = copy.deepcopy(QUICK_CONFIG)
     else:
         path = Path(args.config)
-        config = _load_yaml(path)
-        dataset = dict(config.get("dataset", {}))
-        if "path" in dataset and not Path(dataset["path"]).is_absolute():
-            for root in (Path.cwd(), path.parent, REPO_ROOT):
-                if (root / dataset["path"]).exists():
-                    dataset["path"] = str((root / dataset["path"]).resolve())
-                    break
-        config["dataset"] = dataset
+        config = C.load_config_file(path)
+        config["dataset"] = C.absolute_dataset(config.get("dataset", {}), path)
     if args.model:
         model_file = MODEL_CONFIG_DIR / f"{args.model}.yaml"
         # A model section naming another model replaces the dataset config's (merge_configs).
-        config = merge_configs(config, _load_yaml(model_file))
+        config = merge_configs(config, C.load_config_file(model_file))
     config = apply_overrides(config, args.set)
     config.setdefault("train", {})
     config["train"].update({"checkpoint_every": 0, "device": args.device})
     return config
-
-
-def _load_yaml(path: Path) -> Dict[str, Any]:
-    if not path.is_file():
-        raise SystemExit(f"config file '{path}' does not exist")
-    with open(path) as f:
-        return yaml.safe_load(f) or {}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -193,12 +172,6 @@ def run_point(config: Dict[str, Any], overrides: List[str], seed: int) -> Dict[s
 
 def run_key(overrides: Sequence[str], seed: int) -> str:
     return json.dumps([list(overrides), int(seed)])
-
-
-def mean_std(values: Sequence[float]) -> Dict[str, float]:
-    values = [float(v) for v in values]
-    std = statistics.stdev(values) if len(values) > 1 else 0.0
-    return {"mean": statistics.fmean(values), "std": std, "n": len(values)}
 
 
 def select(points: List[List[str]], runs: Dict[str, Dict[str, Any]], seed: int,
@@ -372,7 +345,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                 if "error" not in runs.get(run_key(selected, s), {"error": ""})]
     results["final_seeds_all"] = all_seeds
     results["final"] = {"seeds": [r["seed"] for r in finished],
-                        **{m: mean_std([r["test"][m] for r in finished]) for m in HEADLINE}}
+                        **{m: C.mean_std([r["test"][m] for r in finished]) for m in HEADLINE}}
     table = markdown(results)
     print(table)
     if not args.no_write:
