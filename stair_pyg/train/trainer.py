@@ -193,7 +193,7 @@ class Trainer:
         self.num_users, self.num_items = num_users_items(dataset.data)
         self.train_pairs = dataset.data[EDGE].edge_index.cpu()
         self.sampler = NegativeSampler(self.train_pairs, self.num_users, self.num_items,
-                                       interacted_only=cfg.get("negatives") == "interacted")
+                                       interacted_only=cfg["negatives"] == "interacted")
         self.generator = torch.Generator().manual_seed(int(cfg["seed"]))
         self.metric = cfg["metric"]
         self.ks = sorted(set(cfg["ks"]))
