@@ -10,6 +10,7 @@ from torch_geometric.data import HeteroData
 from stair_pyg.data.hetero import num_users_items, train_edge_index
 from stair_pyg.models._common import SparseBuffer, layer_mean, require_modalities, xavier_table
 from stair_pyg.models.base import Recommender, bpr_loss
+from stair_pyg.nn.knn import METHODS as KNN_METHODS
 from stair_pyg.nn.knn import knn_cosine
 from stair_pyg.nn.sparse import SparseAdj, csr_from_edge_index, user_item_adjacency
 
@@ -29,18 +30,20 @@ def modality_weights(modalities: List[str], mm_image_weight: float) -> Dict[str,
     return {m: 1.0 / len(modalities) for m in modalities}
 
 
-def knn_item_graph(features: Dict[str, Tensor], k: int, weights: Dict[str, float]) -> SparseAdj:
+def knn_item_graph(features: Dict[str, Tensor], k: int, weights: Dict[str, float],
+                   method: str = "exact") -> SparseAdj:
     r"""FREEDOM's frozen item-item graph :math:`S = \sum_m w_m S_m`.
 
     :math:`S_m` keeps, for every item, its :obj:`k` most cosine-similar items under modality
     :math:`m` (the item itself included, as in MMRec's plain top-:math:`k`), normalised as
     :math:`D^{-1/2} A D^{-1/2}` with :math:`D` the row sums: every kept entry is :math:`1/k`.
-    The search is chunked (:func:`~stair_pyg.nn.knn.knn_cosine`): no :math:`I \times I` matrix.
+    The search is chunked (:func:`~stair_pyg.nn.knn.knn_cosine`): no :math:`I \times I` matrix;
+    :obj:`method` is its :obj:`"exact"` or approximate :obj:`"ivf"` search.
     """
     num_items = next(iter(features.values())).size(0)
     rows, cols, vals = [], [], []
     for name, x in features.items():
-        edge_index = knn_cosine(x, min(k, num_items), exclude_self=False)
+        edge_index = knn_cosine(x, min(k, num_items), exclude_self=False, method=method)
         deg = torch.bincount(edge_index[0], minlength=num_items).to(x.dtype)
         inv_sqrt = deg.pow(-0.5)
         rows.append(edge_index[0])
@@ -122,6 +125,9 @@ class FREEDOM(Recommender):
         features (dict): Modality name to item features ``[I, f_m]`` (at least one).
         embedding_dim (int, optional): :math:`d` (also the projection size). (default: :obj:`64`)
         knn_k (int, optional): Neighbours per item in every modality graph. (default: :obj:`10`)
+        knn_method (str, optional): :obj:`"exact"` or :obj:`"ivf"` (approximate) neighbour
+            search of the item-item graph (:func:`~stair_pyg.nn.knn.knn_cosine`).
+            (default: :obj:`"exact"`)
         mm_image_weight (float, optional): Weight of the image graph. (default: :obj:`0.1`)
         n_mm_layers (int, optional): :math:`L_m`. (default: :obj:`1`)
         n_ui_layers (int, optional): :math:`L`. (default: :obj:`2`)
@@ -138,8 +144,8 @@ class FREEDOM(Recommender):
 
     def __init__(self, num_users: int, num_items: int, edge_index: Tensor,
                  features: Dict[str, Tensor], embedding_dim: int = 64, knn_k: int = 10,
-                 mm_image_weight: float = 0.1, n_mm_layers: int = 1, n_ui_layers: int = 2,
-                 dropout: float = 0.9, reg_weight: float = 1e-4, train_features: bool = True,
+                 knn_method: str = "exact", mm_image_weight: float = 0.1, n_mm_layers: int = 1,
+                 n_ui_layers: int = 2, dropout: float = 0.9, reg_weight: float = 1e-4, train_features: bool = True,
                  modalities: Optional[List[str]] = None):
         super().__init__()
         if not features:
@@ -151,8 +157,11 @@ class FREEDOM(Recommender):
         self.num_users, self.num_items = int(num_users), int(num_items)
         self.n_mm_layers, self.n_ui_layers = int(n_mm_layers), int(n_ui_layers)
         self.dropout, self.reg_weight = float(dropout), float(reg_weight)
+        if knn_method not in KNN_METHODS:
+            raise ValueError(f"unknown knn_method '{knn_method}'; choose one of "
+                             f"{list(KNN_METHODS)}")
         self._hparams = dict(embedding_dim=int(embedding_dim), knn_k=int(knn_k),
-                             mm_image_weight=float(mm_image_weight),
+                             knn_method=knn_method, mm_image_weight=float(mm_image_weight),
                              n_mm_layers=self.n_mm_layers, n_ui_layers=self.n_ui_layers,
                              dropout=self.dropout, reg_weight=self.reg_weight,
                              train_features=bool(train_features),
@@ -172,7 +181,7 @@ class FREEDOM(Recommender):
         self.masked_adj: Optional[SparseBuffer] = None
         weights = modality_weights(self.modalities, mm_image_weight)
         self.item_adj = SparseBuffer(knn_item_graph(
-            {m: x.detach() for m, x in features.items()}, knn_k, weights))
+            {m: x.detach() for m, x in features.items()}, knn_k, weights, knn_method))
 
     @classmethod
     def from_data(cls, data: HeteroData, **hparams: Any) -> "FREEDOM":

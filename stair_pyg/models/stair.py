@@ -12,6 +12,7 @@ from torch_geometric.typing import Adj, OptTensor
 
 from stair_pyg.data.hetero import modality_features, num_users_items, train_edge_index
 from stair_pyg.models.base import Recommender, bpr_loss
+from stair_pyg.nn.knn import METHODS as KNN_METHODS
 from stair_pyg.nn.modality_graph import modality_graph
 from stair_pyg.nn.sparse import SparseAdj, user_item_adjacency
 from stair_pyg.nn.stepwise import StepwiseConv
@@ -65,11 +66,15 @@ class STAIR(Recommender):
         knn_k (Mapping[str, int], optional): Neighbours per item of each modality, also its
             weight in MI; modalities not listed use :data:`DEFAULT_KNN_K` (:obj:`text`: 5,
             :obj:`image`: 1) or else :data:`DEFAULT_OTHER_K` (1). (default: :obj:`None`)
+        knn_method (str, optional): How the modality graph's neighbours are found:
+            :obj:`"exact"`, or :obj:`"ivf"`, an approximate search for catalogues of
+            :math:`10^5` items and more, where the exact one's :math:`O(I^2 f)` time dominates
+            the build (:func:`~stair_pyg.nn.knn.knn_cosine`). (default: :obj:`"exact"`)
     """
 
     def __init__(self, num_users: int, num_items: int, embedding_dim: int = 64,
                  num_layers: int = 3, gamma: float = 0.1,
-                 knn_k: Optional[Mapping[str, int]] = None):
+                 knn_k: Optional[Mapping[str, int]] = None, knn_method: str = "exact"):
         super().__init__()
         if num_users <= 0 or num_items <= 0:
             raise ValueError(f"need at least one user and one item, got {num_users} users and "
@@ -80,8 +85,12 @@ class STAIR(Recommender):
         self.num_layers = int(num_layers)
         self.gamma = float(gamma)
         self.knn_k = dict(knn_k or {})
+        if knn_method not in KNN_METHODS:
+            raise ValueError(f"unknown knn_method '{knn_method}'; choose one of "
+                             f"{list(KNN_METHODS)}")
+        self.knn_method = knn_method
         self._hparams = dict(embedding_dim=self.embedding_dim, num_layers=self.num_layers,
-                             gamma=self.gamma, knn_k=dict(self.knn_k))
+                             gamma=self.gamma, knn_k=dict(self.knn_k), knn_method=knn_method)
 
         self.user_embedding = Embedding(self.num_users, self.embedding_dim)
         self.item_embedding = Embedding(self.num_items, self.embedding_dim)
@@ -108,19 +117,19 @@ class STAIR(Recommender):
     @classmethod
     def from_data(cls, data: HeteroData, embedding_dim: int = 64, num_layers: int = 3,
                   gamma: float = 0.1, knn_k: Optional[Mapping[str, int]] = None,
-                  **unused: Any) -> "STAIR":
+                  knn_method: str = "exact", **unused: Any) -> "STAIR":
         r"""Builds STAIR from a training graph in the layout of :mod:`stair_pyg.data.hetero`:
         the user-item adjacency from its training edges, then, if the items carry modality
         features (``data["item"].<modality>_feat``), the modality graph and MI.
 
         Args:
             data (HeteroData): The training graph.
-            embedding_dim, num_layers, gamma, knn_k: As in :class:`STAIR`.
+            embedding_dim, num_layers, gamma, knn_k, knn_method: As in :class:`STAIR`.
         """
         if unused:
             raise TypeError(f"unexpected hyper-parameters for STAIR: {sorted(unused)}")
         num_users, num_items = num_users_items(data)
-        model = cls(num_users, num_items, embedding_dim, num_layers, gamma, knn_k)
+        model = cls(num_users, num_items, embedding_dim, num_layers, gamma, knn_k, knn_method)
         model.set_interactions(train_edge_index(data))
         features = modality_features(data)
         if features:
@@ -190,7 +199,8 @@ class STAIR(Recommender):
         if not pairs:
             return
         weight = self.item_embedding.weight
-        edge_index, edge_weight = modality_graph([x for x, _ in pairs], [km for _, km in pairs])
+        edge_index, edge_weight = modality_graph([x for x, _ in pairs], [km for _, km in pairs],
+                                                 method=self.knn_method)
         self.item_edge_index = edge_index.to(weight.device)
         self.item_edge_weight = edge_weight.to(device=weight.device, dtype=weight.dtype)
 

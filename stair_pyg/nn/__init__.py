@@ -5,7 +5,7 @@ r"""Graph layers and graph construction of STAIR as PyTorch Geometric building b
   stepwise convolution (:class:`stair_pyg.optim.StepwiseAdamW`);
 * :func:`whiten`, :func:`modality_graph`: modality initialisation (MI) and the item-item kNN graph;
 * :class:`SparseAdj`, :func:`spmm`, :func:`user_item_adjacency`, :func:`knn_cosine`: sparse
-  adjacency with a fast backward pass and chunked cosine kNN;
+  adjacency with a fast backward pass and cosine kNN (exact, chunked, or approximate IVF);
 * :func:`receptive_field`, :func:`series_rows`: a propagation restricted to the rows a
   mini-batch needs.
 """

@@ -12,7 +12,8 @@ from stair_pyg.nn.sparse import sym_norm_edges
 
 
 def modality_graph(features: Sequence[Tensor], k: Sequence[int], normalize: bool = True,
-                   chunk_size: Optional[int] = None) -> Tuple[Tensor, Tensor]:
+                   chunk_size: Optional[int] = None, method: str = "exact",
+                   num_probes: int = 8, seed: int = 0) -> Tuple[Tensor, Tensor]:
     r"""The item-item graph over which the `"STAIR" <https://arxiv.org/abs/2412.11729>`_ paper
     smooths the item updates.
 
@@ -30,7 +31,9 @@ def modality_graph(features: Sequence[Tensor], k: Sequence[int], normalize: bool
 
     Similarities are computed in blocks of rows (:func:`~stair_pyg.nn.knn.knn_cosine`), so no
     :math:`N \times N` matrix is ever formed; memory is :math:`O(\text{chunk\_size} \cdot N +
-    N \sum_m k_m)`.
+    N \sum_m k_m)`. The exact search costs :math:`O(N^2 f_m)` time; :obj:`method="ivf"` finds
+    approximate neighbours in :math:`O(N^{3/2} f_m)` for large catalogues (see
+    :func:`~stair_pyg.nn.knn.knn_cosine`).
 
     Args:
         features (Sequence[torch.Tensor]): One ``[N, f_m]`` feature matrix per modality (same
@@ -41,6 +44,11 @@ def modality_graph(features: Sequence[Tensor], k: Sequence[int], normalize: bool
             symmetrised counts :math:`\mathbf{A}`). (default: :obj:`True`)
         chunk_size (int, optional): Query rows per similarity block, passed to
             :func:`~stair_pyg.nn.knn.knn_cosine`. (default: automatic)
+        method (str, optional): :obj:`"exact"` or :obj:`"ivf"` (approximate), the search of
+            :func:`~stair_pyg.nn.knn.knn_cosine`. (default: :obj:`"exact"`)
+        num_probes (int, optional): Clusters searched per cluster by :obj:`"ivf"`.
+            (default: :obj:`8`)
+        seed (int, optional): Seed of :obj:`"ivf"`'s clustering. (default: :obj:`0`)
 
     Returns:
         ``(edge_index [2, E], edge_weight [E])``, coalesced and symmetric, float32 weights.
@@ -60,7 +68,8 @@ def modality_graph(features: Sequence[Tensor], k: Sequence[int], normalize: bool
         if km < 0:
             raise ValueError(f"k must be non-negative, got {km} for modality {m}")
         if km > 0:
-            edges.append(knn_cosine(x.to(device), km, chunk_size=chunk_size, exclude_self=True))
+            edges.append(knn_cosine(x.to(device), km, chunk_size=chunk_size, exclude_self=True,
+                                    method=method, num_probes=num_probes, seed=seed))
     if not edges:
         empty = torch.empty(2, 0, dtype=torch.long, device=device)
         return empty, torch.empty(0, device=device)
