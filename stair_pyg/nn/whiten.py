@@ -89,12 +89,15 @@ def whiten(x: Tensor, dim: int, method: str = "auto", rtol: float = 1e-6,
         for start in range(0, n, chunk):
             w[start:start + chunk] = x[start:start + chunk].to(torch.float64).sub_(mean) @ proj
 
+    # In place from here: w is the largest temporary (N x dim float64), no second copy of it.
     if keep > 0:
-        pivot = w.abs().argmax(dim=0)
-        sign = torch.sign(w[pivot, torch.arange(keep, device=w.device)])
-        w = w * torch.where(sign == 0, torch.ones_like(sign), sign)
+        # Sign convention: each column's entry of largest magnitude is positive (an exact tie
+        # between +a and -a keeps the column as it is).
+        largest, smallest = w.max(dim=0).values, w.min(dim=0).values
+        sign = torch.where(largest >= -smallest, 1.0, -1.0).to(w.dtype)
+        w.mul_(sign * math.sqrt(n / dim))
     out = torch.zeros(n, dim, dtype=out_dtype, device=x.device)
-    out[:, :keep] = (w * math.sqrt(n / dim)).to(out_dtype)
+    out[:, :keep] = w
     return out
 
 
