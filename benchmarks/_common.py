@@ -10,9 +10,10 @@ Memory
     CUDA: :func:`torch.cuda.max_memory_allocated` / :func:`torch.cuda.max_memory_reserved` after
     :func:`torch.cuda.reset_peak_memory_stats`. CPU: the peak resident set size (``VmHWM``) from
     ``/proc/self/status``, reset by writing ``5`` to ``/proc/self/clear_refs`` (Linux >= 4.0), so
-    that each measured section reports its own high-water mark. PyTorch's CPU allocator does not
-    report to :mod:`tracemalloc`, so :mod:`tracemalloc` is used only around NumPy/pandas work
-    (dataset loading), where it is meaningful.
+    that each measured section reports its own high-water mark. :func:`process_memory_bytes`
+    reads another process's resident memory (the memory watchdog of ``profile.py``). PyTorch's
+    CPU allocator does not report to :mod:`tracemalloc`, so :mod:`tracemalloc` is used only
+    around NumPy/pandas work (dataset loading), where it is meaningful.
 
 Writers
     :func:`write_json`, :func:`markdown_table`, :func:`update_results_section` (replaces only the
@@ -174,6 +175,30 @@ def peak_rss_bytes() -> Optional[int]:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         return int(peak if platform.system() == "Darwin" else peak * 1024)
     except Exception:  # pragma: no cover
+        return None
+
+
+def process_memory_bytes(pid: int) -> Optional[int]:
+    r"""Resident memory of process :obj:`pid` as another process sees it: the larger of its
+    current (``VmRSS``) and peak (``VmHWM``) resident set from ``/proc/<pid>/status``, so that a
+    spike between two reads is not missed (the peak can only be lowered by the process itself,
+    through ``/proc/self/clear_refs``). Without ``/proc``, :mod:`psutil`'s ``rss`` where
+    installed. Returns :obj:`None` when the process is gone or the platform offers neither."""
+    if Path("/proc/self/status").exists():  # Linux
+        try:
+            text = Path(f"/proc/{pid}/status").read_text()
+        except OSError:  # the process is gone
+            return None
+        fields = [int(line.split()[1]) * 1024 for line in text.splitlines()
+                  if line.startswith(("VmRSS:", "VmHWM:"))]
+        return max(fields) if fields else None  # no fields: a zombie
+    try:
+        import psutil
+    except ImportError:
+        return None
+    try:
+        return int(psutil.Process(pid).memory_info().rss)
+    except Exception:  # psutil.NoSuchProcess, AccessDenied
         return None
 
 

@@ -13,8 +13,19 @@ exactly as PyG's ``examples/lightgcn.py`` does) this measures:
   and validation items masked), median of repeats after a warm-up;
 * peak memory over build + training + evaluation (CUDA: ``max_memory_allocated`` and
   ``max_memory_reserved``; CPU: the peak resident set size growth of the process, each model in its
-  own subprocess unless ``--no-isolate``), and the parameter count;
+  own subprocess unless ``--no-isolate``), the worker's whole-process peak, loading included
+  (``process_peak_bytes``), and the parameter count;
 * ratios of epoch time, evaluation time and peak memory to our ``lightgcn`` in the same run.
+
+With ``--isolate`` (the default) every model runs in its own worker process, which loads the
+dataset itself; the parent loads only the graph, for the counts it prints, and never the item
+features. The workers of the models that use no features (:obj:`FEATURELESS_MODELS`: ``lightgcn``,
+``bpr``, ``pyg_lightgcn``, ``pyg_lightgcn_csr``) do not generate the synthetic ones either; each
+record says whether its process held them (``features_loaded``). ``--memory-limit-gib X`` makes
+the parent read each worker's resident memory every 0.2 s and kill it (``SIGKILL``) above X GiB;
+the model is then reported as a memory failure (``memory_failure``: ``"limit"``, or ``"oom"``
+for a ``SIGKILL`` it did not send, i.e. the kernel's out-of-memory killer, or ``"allocation"``
+for an allocation that raised) with the resident memory in ``memory_exceeded_bytes``.
 
 Outputs (in ``--out``): ``results.json``, ``table.md``, ``profile.png``; with ``--trace`` (default on
 CUDA) a ``torch.profiler`` chrome trace of the slowest phase of each model and a table of its top
@@ -26,6 +37,8 @@ Examples::
     python benchmarks/profile.py --quick                       # tiny synthetic graph, < 1 minute
     python benchmarks/profile.py --dataset sports --max-batches 20 --write-results
     python benchmarks/profile.py --dataset sports --device cuda --write-results
+    python benchmarks/profile.py --dataset synthetic --num-interactions 1000000 \
+        --memory-limit-gib 22                                   # a worker above 22 GiB is killed
     python benchmarks/profile.py --all                          # every benchmark, RESULTS.md
 """
 from __future__ import annotations
@@ -62,6 +75,12 @@ REFERENCE = "lightgcn"
 PHASES = ["sampling", "forward", "backward", "step"]
 REAL_DATASETS = ["scientific", "ml100k", "baby", "sports"]
 FEATURELESS = {"baby", "sports"}  # no real features: synthetic MMRec-sized ones, timing-only
+#: Models that read no item modality features: ``LightGCN.from_data`` and ``BPRMF.from_data`` use
+#: only the training graph / the user and item counts, :class:`PyGLightGCN` only the graph. Their
+#: ``--isolate`` workers do not generate the synthetic features (15 GB at 10^7 interactions).
+FEATURELESS_MODELS = {"lightgcn", "bpr", "pyg_lightgcn", "pyg_lightgcn_csr"}
+#: How often the parent reads a worker's resident memory under ``--memory-limit-gib``.
+MEMORY_POLL_S = 0.2
 
 
 # --------------------------------------------------------------------------------------------
@@ -69,17 +88,33 @@ FEATURELESS = {"baby", "sports"}  # no real features: synthetic MMRec-sized ones
 # --------------------------------------------------------------------------------------------
 
 
-def load_bench_dataset(args: argparse.Namespace):
+def load_bench_dataset(args: argparse.Namespace, features: bool = True):
     r"""Returns ``(RecDataset, info)`` for ``--dataset``: a real graph of ``../shared/data`` (or any
-    MMRec folder), or ``synthetic`` (:func:`_common.scaling_graph` of ``--num-interactions``)."""
+    MMRec folder), or ``synthetic`` (:func:`_common.scaling_graph` of ``--num-interactions``).
+
+    Where the dataset has no item features of its own (``synthetic``, and :obj:`FEATURELESS`
+    ``baby``/``sports``), Gaussian ones of MMRec's dimensions are generated, timing-only. With
+    :obj:`features` set to :obj:`False` they are not generated (at :math:`10^7` interactions they
+    are 15 GB): the parent of ``--isolate`` workers, which needs only the counts, and the workers
+    of :obj:`FEATURELESS_MODELS`. ``info["features"]`` always gives the shapes that a multimodal
+    model sees; ``info["features_loaded"]`` says whether this process holds item features
+    (features read from the dataset's own files always are: they are small).
+    """
+    # Imported before tracemalloc starts (tracing the import of torch_geometric takes seconds,
+    # and the traced peak is meant for the loading itself).
+    import stair_pyg.data  # noqa: F401
+    from stair_pyg.data.hetero import modality_features
+
     name = args.dataset
     info: Dict[str, Any] = {"name": name, "timing_only_features": False}
     t0 = time.perf_counter()
     mem: Dict[str, Any] = {}
     with C.tracemalloc_peak(mem, "load_tracemalloc_peak"):
         if name == "synthetic":
+            # The features are drawn last from the same generator: the graph is the same
+            # with or without them.
             ds = C.scaling_graph(args.num_interactions, seed=args.seed,
-                                 feature_dims=C.MMREC_FEATURE_DIMS)
+                                 feature_dims=C.MMREC_FEATURE_DIMS if features else None)
             info["timing_only_features"] = True
         else:
             path = Path(name)
@@ -93,21 +128,26 @@ def load_bench_dataset(args: argparse.Namespace):
     info["load_s"] = time.perf_counter() - t0
     info.update(mem)
     data = ds.data
-    from stair_pyg.data.hetero import modality_features
-
-    if not modality_features(data) or path_name(name) in FEATURELESS:
+    num_items = int(data["item"].num_nodes)
+    shapes = {k: list(v.shape) for k, v in modality_features(data).items()}
+    if name != "synthetic" and (not shapes or path_name(name) in FEATURELESS):
         # MMRec's Amazon dimensions: 4096-d image (VGG) and 384-d text (SBERT) features.
         gen = torch.Generator().manual_seed(args.seed + 1)
-        num_items = int(data["item"].num_nodes)
         for modality, dim in C.MMREC_FEATURE_DIMS.items():
-            if f"{modality}_feat" not in data["item"]:
+            if f"{modality}_feat" in data["item"]:
+                continue
+            if features:
                 data["item"][f"{modality}_feat"] = torch.randn(num_items, dim, generator=gen)
+            shapes[modality] = [num_items, dim]
         info["timing_only_features"] = True
+    if name == "synthetic" and not features:
+        shapes = {m: [num_items, dim] for m, dim in C.MMREC_FEATURE_DIMS.items()}
     info["num_users"] = int(data["user"].num_nodes)
-    info["num_items"] = int(data["item"].num_nodes)
+    info["num_items"] = num_items
     info["num_train"] = int(ds.splits.train.size(1))
     info["num_test"] = int(ds.splits.test.size(1))
-    info["features"] = {k: list(v.shape) for k, v in modality_features(data).items()}
+    info["features"] = shapes
+    info["features_loaded"] = bool(modality_features(data))
     return ds, info
 
 
@@ -422,6 +462,95 @@ def profile_model(name: str, ds, args: argparse.Namespace, device: torch.device,
 
 
 # --------------------------------------------------------------------------------------------
+# Memory watchdog of the --isolate workers
+# --------------------------------------------------------------------------------------------
+
+
+def run_watched(argv: Sequence[str], memory_limit_bytes: Optional[float] = None,
+                poll_s: float = MEMORY_POLL_S) -> Dict[str, Any]:
+    r"""Runs :obj:`argv` to completion, reading its resident memory every :obj:`poll_s` seconds
+    (:func:`_common.process_memory_bytes`: the larger of ``VmRSS`` and ``VmHWM``) and killing it
+    with ``SIGKILL`` as soon as that exceeds :obj:`memory_limit_bytes` (:obj:`None`: never).
+
+    Returns ``{"returncode", "stdout", "stderr", "seconds", "peak_seen_bytes",
+    "killed_at_bytes"}`` where ``killed_at_bytes`` is the resident memory that triggered the
+    kill (:obj:`None` if the watchdog did not kill it) and ``peak_seen_bytes`` the largest
+    reading (:obj:`None` if none). The child is killed too if this process is interrupted while
+    waiting.
+    """
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(list(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    peak: Optional[int] = None
+    killed_at: Optional[int] = None
+    stdout, stderr = "", ""
+    try:
+        while True:
+            try:
+                # Retrying communicate() after its timeout loses no output (subprocess docs).
+                stdout, stderr = proc.communicate(timeout=poll_s)
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            rss = C.process_memory_bytes(proc.pid)
+            if rss is None:
+                continue
+            peak = rss if peak is None else max(peak, rss)
+            if memory_limit_bytes is not None and rss > memory_limit_bytes:
+                killed_at = rss
+                proc.kill()
+                stdout, stderr = proc.communicate()
+                break
+    finally:
+        if proc.poll() is None:  # interrupted: leave no worker behind
+            proc.kill()
+            proc.wait()
+    return {"returncode": proc.returncode, "stdout": stdout or "", "stderr": stderr or "",
+            "seconds": time.perf_counter() - t0, "peak_seen_bytes": peak,
+            "killed_at_bytes": killed_at}
+
+
+_ALLOCATION_FAILURES = ("MemoryError", "can't allocate memory", "not enough memory",
+                        "Cannot allocate memory")
+
+
+def worker_record(name: str, out: Dict[str, Any], path: Path,
+                  memory_limit_bytes: Optional[float] = None) -> Dict[str, Any]:
+    r"""The record of one ``--isolate`` worker from :func:`run_watched`'s :obj:`out` and the
+    JSON it wrote to :obj:`path` (if any). Memory failures carry ``memory_failure``:
+    ``"limit"`` (killed by the watchdog), ``"oom"`` (``SIGKILL`` that the watchdog did not send:
+    the kernel's out-of-memory killer) or ``"allocation"`` (an allocation raised), and
+    ``memory_exceeded_bytes`` (the resident memory when killed, or last seen)."""
+    gib = 2**30
+    if out["killed_at_bytes"] is not None:
+        return {"model": name, "memory_failure": "limit",
+                "error": f"exceeded the memory limit of {memory_limit_bytes / gib:.3g} GiB "
+                         f"(killed at {out['killed_at_bytes'] / gib:.3g} GiB after "
+                         f"{out['seconds']:.1f} s)",
+                "memory_exceeded_bytes": out["killed_at_bytes"],
+                "memory_limit_bytes": memory_limit_bytes}
+    if out["returncode"] == -9:
+        seen = out["peak_seen_bytes"]
+        return {"model": name, "memory_failure": "oom",
+                "error": "killed by SIGKILL that the memory watchdog did not send: most likely "
+                         "the kernel's out-of-memory killer ("
+                         + (f"{seen / gib:.3g} GiB resident when last seen, " if seen else "")
+                         + f"after {out['seconds']:.1f} s)",
+                "memory_exceeded_bytes": seen}
+    if path.exists():
+        rec = json.loads(path.read_text())
+    else:
+        rec = {"model": name, "error": f"worker exited {out['returncode']}: "
+               + (out["stderr"] or out["stdout"])[-2000:]}
+    if "error" in rec and any(s in rec["error"] for s in _ALLOCATION_FAILURES):
+        rec["memory_failure"] = "allocation"
+        rec["memory_exceeded_bytes"] = out["peak_seen_bytes"]
+    if out["peak_seen_bytes"] is not None:
+        rec["watchdog_peak_bytes"] = out["peak_seen_bytes"]
+    return rec
+
+
+# --------------------------------------------------------------------------------------------
 # Driver
 # --------------------------------------------------------------------------------------------
 
@@ -462,6 +591,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="each model in its own subprocess, for clean peak memory "
                              "(default: on, except --quick)")
     parser.add_argument("--no-isolate", dest="isolate", action="store_false")
+    parser.add_argument("--memory-limit-gib", type=float, default=None,
+                        help="with --isolate: kill (SIGKILL) a worker whose resident memory "
+                             f"exceeds this, read every {MEMORY_POLL_S} s; it is reported as a "
+                             "memory failure (default: no limit)")
     parser.add_argument("--out", default=None, help="output folder (default: "
                         "build/bench/profile-<dataset>-<device>)")
     parser.add_argument("--write-results", action="store_true",
@@ -492,6 +625,12 @@ def finalize_args(args: argparse.Namespace) -> argparse.Namespace:
     if args.trace is None:
         args.trace = device.type == "cuda"
     args.model_hparams = _parse_hparams(args.hparam)
+    if args.memory_limit_gib is not None:
+        if not args.isolate:
+            raise SystemExit("--memory-limit-gib needs --isolate (each model in its own watched "
+                             "process)")
+        if args.memory_limit_gib <= 0:
+            raise SystemExit(f"--memory-limit-gib must be positive, got {args.memory_limit_gib}")
     return args
 
 
@@ -512,7 +651,7 @@ def _worker_argv(args: argparse.Namespace, name: str, path: Path) -> List[str]:
     argv = [sys.executable, str(Path(__file__).resolve()), "--worker", name, "--worker-out",
             str(path), "--no-isolate"]
     skip = {"worker", "worker_out", "isolate", "models", "quick", "all", "write_results",
-            "model_hparams", "out"}
+            "model_hparams", "out", "memory_limit_gib"}
     for key, value in vars(args).items():
         if key == "trace":
             argv.append("--trace" if value else "--no-trace")
@@ -543,8 +682,13 @@ def run(args: argparse.Namespace) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
 
     if args.worker:  # one model in this process, result to --worker-out
-        ds, info = load_bench_dataset(args)
+        ds, info = load_bench_dataset(args, features=args.worker not in FEATURELESS_MODELS)
+        load_peak = C.peak_rss_bytes()  # before profile_model resets the high-water mark
         rec = _safe_profile(args.worker, ds, args, device, out_dir)
+        rec["features_loaded"] = info["features_loaded"]
+        peaks = [v for v in (load_peak, rec.get("memory", {}).get("peak_rss")) if v is not None]
+        if peaks:  # loading included: what the machine must hold for this model
+            rec["process_peak_bytes"] = max(peaks)
         C.write_json(Path(args.worker_out), rec)
         return 0
 
@@ -552,10 +696,16 @@ def run(args: argparse.Namespace) -> int:
     unknown = [m for m in models if m not in DEFAULT_MODELS]
     if unknown:
         raise SystemExit(f"unknown models {unknown}; choose from {DEFAULT_MODELS}")
-    ds, info = load_bench_dataset(args)
+    # Isolated: every worker loads the data itself; this process needs only the counts and
+    # shapes, so it holds no item features (2 copies of 15 GB at 10^7 interactions otherwise).
+    ds, info = load_bench_dataset(args, features=not args.isolate)
+    if args.isolate:
+        del ds
+        _release_memory()
     print(f"[profile] {info['name']}: {info['num_users']} users, {info['num_items']} items, "
           f"{info['num_train']} training interactions, features {info['features']}"
           + (" (synthetic, timing-only)" if info["timing_only_features"] else ""), flush=True)
+    limit = None if args.memory_limit_gib is None else args.memory_limit_gib * 2**30
     records = []
     for name in models:
         t0 = time.perf_counter()
@@ -563,14 +713,11 @@ def run(args: argparse.Namespace) -> int:
             path = out_dir / "workers" / f"{name}.json"
             path.parent.mkdir(parents=True, exist_ok=True)
             path.unlink(missing_ok=True)
-            proc = subprocess.run(_worker_argv(args, name, path), capture_output=True, text=True)
-            if path.exists():
-                rec = json.loads(path.read_text())
-            else:
-                rec = {"model": name, "error": f"worker exited {proc.returncode}: "
-                       + (proc.stderr or proc.stdout)[-2000:]}
+            out = run_watched(_worker_argv(args, name, path), limit)
+            rec = worker_record(name, out, path, limit)
         else:
             rec = _safe_profile(name, ds, args, device, out_dir)
+            rec["features_loaded"] = info["features_loaded"]
         records.append(rec)
         status = ("error: " + rec["error"].splitlines()[-1]) if "error" in rec else (
             f"epoch {C.fmt_seconds(rec['epoch_s'])}, eval {C.fmt_seconds(rec['eval_s'])}, "
@@ -592,6 +739,20 @@ def run(args: argparse.Namespace) -> int:
     if args.write_results:
         write_results_section(result, out_dir)
     return 0 if not any("error" in r for r in records) else 1
+
+
+def _release_memory() -> None:
+    r"""Hands freed heap memory back to the operating system (glibc's ``malloc_trim``; a no-op
+    elsewhere), so that the isolated parent holds only its libraries while the workers run
+    (without it, the transient peak of building the graph stays resident)."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def _safe_profile(name, ds, args, device, out_dir) -> Dict[str, Any]:
@@ -668,6 +829,10 @@ def markdown_report(result: Dict[str, Any], absolute: bool) -> str:
     if not result["settings"].get("isolate") and not result["device"].startswith("cuda"):
         lines.append("Models ran in one process (`--no-isolate`): CPU peak memory is indicative "
                      "only (memory freed by one model is reused by the next).")
+    featureless = [r["model"] for r in recs if r.get("features_loaded") is False]
+    if featureless:
+        lines.append("Ran without the item features, which they do not use (their processes "
+                     "never held them): " + ", ".join(f"`{m}`" for m in featureless) + ".")
     if any_extra:
         r0 = next(r for r in recs if "error" not in r)
         lines.append(f"**Epoch times are extrapolated** from {r0['timed_batches']} timed batches "

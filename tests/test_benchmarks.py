@@ -1,5 +1,9 @@
 r"""Smoke tests of the benchmark scripts: each quick mode runs in a subprocess on tiny synthetic
-data and writes JSON with the expected fields and sane values. No timing is asserted."""
+data and writes JSON with the expected fields and sane values. No timing is asserted.
+
+The scaling sweep's memory safety is tested on fake points (skip by prediction, fits and report
+with killed/skipped cells), with a child process that outgrows a small limit (the watchdog), and
+on tiny runs (featureless workers load no features; a sweep whose only model is killed stops)."""
 from __future__ import annotations
 
 import json
@@ -7,9 +11,12 @@ import math
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "benchmarks"
@@ -152,3 +159,204 @@ def test_sweep_grid_values_split_outside_brackets():
     axes = sweep.parse_grid(["model.gamma=0.1,1", "train.lr=1e-3"])
     assert sweep.grid_points(axes) == [["model.gamma=0.1", "train.lr=1e-3"],
                                        ["model.gamma=1", "train.lr=1e-3"]]
+
+
+# --------------------------------------------------------------------------------------------
+# Memory safety of the scaling sweep: skip by prediction, memory watchdog, featureless workers
+# --------------------------------------------------------------------------------------------
+
+GIB = 2**30
+
+
+def _bench(module: str):
+    r"""``benchmarks.<module>`` imported as the scripts import each other."""
+    import importlib
+
+    sys.path.insert(0, str(ROOT))
+    try:
+        return importlib.import_module(f"benchmarks.{module}")
+    finally:
+        sys.path.remove(str(ROOT))
+
+
+def _done(peak_gib: float, epoch_s: float = 1.0, ratio: float = 1.0) -> dict:
+    peak = peak_gib * GIB
+    return {"epoch_s": epoch_s, "build_s": 0.1, "peak_bytes": peak / 2, "host_peak_bytes": peak,
+            "process_peak_bytes": peak, "parameters": 10, "epoch_ratio": ratio}
+
+
+def _point(size: int, knn: str = "exact", **models) -> dict:
+    return {"size": size, "num_train": size, "num_users": size // 6, "num_items": size // 12,
+            "knn_method": knn, "models": models}
+
+
+def test_scaling_plan_skips_by_prediction_and_after_a_failure():
+    S = _bench("scaling")
+    killed = {"error": "exceeded the memory limit", "memory_failure": "limit",
+              "memory_exceeded_bytes": 5 * GIB}
+    points = [_point(1000, a=_done(1.0), b=_done(1.0), c=killed, d=_done(0.5)),
+              _point(2000, a=_done(2.1), b=_done(1.1), c={"skipped": "x"}),
+              _point(3000, a=_done(2.9), b=_done(1.2))]
+    models = ["a", "b", "c", "d"]
+    to_run, skipped = S.plan_size(points, models, 10_000, 8 * GIB)
+    # a: the least-squares line through its three peaks predicts ~9.5 GiB at 10^4 > 8 GiB.
+    fit = np.polyfit([1000, 2000, 3000], [2.0**30 * v for v in (1.0, 2.1, 2.9)], 1)
+    assert skipped["a"]["predicted_bytes"] == pytest.approx(np.polyval(fit, 10_000))
+    assert skipped["a"]["skipped"] == (f"predicted {np.polyval(fit, 10_000) / GIB:.1f} GiB > "
+                                       "8 GiB limit")
+    # c was killed at the smallest size: skipped ever after, whatever its fit.
+    assert skipped["c"]["skipped"] == "exceeded the memory limit at 1,000 interactions"
+    # b is predicted ~1.9 GiB; d has a single measured point: no fit, so it runs.
+    assert to_run == ["b", "d"] and set(skipped) == {"a", "c"}
+    # At a size where a is predicted below the limit it runs.
+    assert "a" in S.plan_size(points, models, 5000, 8 * GIB)[0]
+    # Skipped once, skipped at every larger size, with the first reason.
+    points.append(_point(10_000, b=_done(1.9), d=_done(0.6), **skipped))
+    to_run, later = S.plan_size(points, models, 30_000, 1e6 * GIB)
+    assert to_run == ["b", "d"]
+    assert later["a"]["skipped"].startswith("skipped at 10,000 interactions (predicted")
+    assert later["c"] == skipped["c"]
+    # Without a limit nothing is skipped.
+    assert S.plan_size(points, models, 30_000, None) == (models, {})
+
+
+def test_scaling_fits_and_report_with_killed_and_skipped_cells(tmp_path):
+    S = _bench("scaling")
+    killed = {"error": "exceeded the memory limit of 22 GiB (killed at 22.1 GiB after 9.0 s)",
+              "memory_failure": "limit", "memory_exceeded_bytes": 22.1 * GIB}
+    points = [_point(1000, a=_done(1.0, 0.1, 2.0), b=_done(1.0, 0.2, 1.0)),
+              _point(2000, a=_done(2.0, 0.4, 2.5), b=_done(1.5, 0.8, 1.0)),
+              _point(4000, "ivf", a=killed, b=_done(2.5, 3.0, 1.0),
+                     c={"skipped": "predicted 31.2 GiB > 22 GiB limit",
+                        "short": "predicted 31 GiB", "predicted_bytes": 31.2 * GIB}),
+              {"size": 8000, "skipped": "no model left within the memory limit",
+               "knn_method": "ivf", "models": {}}]
+    fits = S.fit_all(points, ["a", "b", "c"], 24 * GIB)
+    # a: measured, from its completed runs and the kill.
+    assert fits["a"]["max_interactions"] == 2000
+    assert fits["a"]["max_interactions_how"] == ("measured: fits at 2,000, not at 4,000 "
+                                                 "(killed at 22 GiB)")
+    assert fits["a"]["largest_run"] == 2000
+    assert fits["a"]["process_peak_at_largest_run"] == pytest.approx(2.0 * GIB)
+    # b: estimated from the linear fit of its peaks (1, 1.5, 2.5 GiB), checked against numpy.
+    per, base = np.polyfit([1000, 2000, 4000], [GIB * v for v in (1.0, 1.5, 2.5)], 1)
+    assert fits["b"]["bytes_per_interaction"] == pytest.approx(per)
+    assert fits["b"]["max_interactions"] == pytest.approx((24 * GIB - base) / per)
+    assert fits["b"]["max_interactions_how"].startswith("estimated")
+    # c never ran: nothing to fit or to claim.
+    assert "max_interactions" not in fits["c"] and "largest_run" not in fits["c"]
+    result = {"fits": fits, "points": points, "budget_bytes": 24 * GIB,
+              "memory_limit_bytes": 22 * GIB, "device_name": "test CPU"}
+    table = S.report(result, absolute=False)
+    row4000 = next(line for line in table.splitlines() if line.startswith("| 4,000 "))
+    assert row4000.split(" | ")[3:] == ["killed at 22 GiB", "1.00×",
+                                        "skipped (predicted 31 GiB) |"]
+    row1000 = next(line for line in table.splitlines() if line.startswith("| 1,000 "))
+    assert "2.00×" in row1000
+    assert "| 8,000 |  |  | no model left within the memory limit |" in table
+    assert "2.0 GiB at 2,000" in table and "2.5 GiB at 4,000" in table
+    assert ("exact kNN up to 2,000 interactions, IVF approximate above, from 4,000 (its own "
+            "accuracy is measured in bench_modality)") in table
+    assert "killed above 22 GiB" in table
+    # The plots leave out what did not run.
+    S.plots(result, tmp_path)
+    assert (tmp_path / "scaling_time.png").stat().st_size > 0
+    assert (tmp_path / "scaling_memory.png").stat().st_size > 0
+
+
+def test_memory_watchdog_kills_and_reports(tmp_path):
+    P = _bench("profile")
+    grow = [sys.executable, "-c", "import time; b = b'x' * (300 << 20); time.sleep(20)"]
+    out = P.run_watched(grow, 0.1 * GIB, poll_s=0.05)
+    assert out["returncode"] == -9 and out["seconds"] < 10
+    assert 0.1 * GIB < out["killed_at_bytes"] <= out["peak_seen_bytes"]
+    rec = P.worker_record("lightgcn", out, tmp_path / "none.json", 0.1 * GIB)
+    assert rec["memory_failure"] == "limit"
+    assert rec["memory_exceeded_bytes"] == out["killed_at_bytes"]
+    assert rec["error"].startswith("exceeded the memory limit of 0.1 GiB (killed at ")
+    # Below the limit: untouched, output kept.
+    out = P.run_watched([sys.executable, "-c", "print('fine')"], 1 * GIB, poll_s=0.05)
+    assert out["returncode"] == 0 and out["killed_at_bytes"] is None
+    assert out["stdout"].strip() == "fine"
+    # A SIGKILL the watchdog did not send is the kernel's OOM killer: a memory failure too.
+    oom = {"returncode": -9, "killed_at_bytes": None, "peak_seen_bytes": 3 * GIB,
+           "seconds": 4.0, "stdout": "", "stderr": ""}
+    rec = P.worker_record("vbpr", oom, tmp_path / "none.json", 22 * GIB)
+    assert rec["memory_failure"] == "oom" and rec["memory_exceeded_bytes"] == 3 * GIB
+    assert "out-of-memory killer" in rec["error"]
+    # So is an allocation that raised inside the worker; any other error is not.
+    path = tmp_path / "w.json"
+    ok = dict(oom, returncode=0, peak_seen_bytes=GIB)
+    path.write_text(json.dumps({"model": "m", "error": "RuntimeError: [enforce fail at "
+                                "alloc_cpu.cpp] DefaultCPUAllocator: can't allocate memory"}))
+    assert P.worker_record("m", ok, path)["memory_failure"] == "allocation"
+    path.write_text(json.dumps({"model": "m", "error": "ValueError: bad"}))
+    assert "memory_failure" not in P.worker_record("m", ok, path)
+
+
+def test_featureless_worker_and_isolated_parent_hold_no_features(tmp_path):
+    P = _bench("profile")
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    P.add_arguments(parser)
+    common = ["--dataset", "synthetic", "--num-interactions", "600", "--max-batches", "1",
+              "--warmup", "0", "--repeats", "1", "--skip-eval", "--no-trace",
+              "--out", str(tmp_path)]
+    args = P.finalize_args(parser.parse_args(common))
+    full, info_full = P.load_bench_dataset(args, features=True)
+    bare, info_bare = P.load_bench_dataset(args, features=False)
+    # The parent of isolated workers: same graph, the workers' feature shapes, no features.
+    assert torch.equal(full.splits.train, bare.splits.train)
+    assert info_full["features_loaded"] and not info_bare["features_loaded"]
+    assert info_bare["features"] == info_full["features"] == {
+        "image": [info_full["num_items"], 4096], "text": [info_full["num_items"], 384]}
+    assert "image_feat" not in bare.data["item"] and "image_feat" in full.data["item"]
+    # Workers: a featureless model's loads none, a multimodal one's does.
+    recs = {}
+    for model in ("lightgcn", "stair"):
+        path = tmp_path / f"{model}.json"
+        assert P.main(common + ["--worker", model, "--worker-out", str(path)]) == 0
+        recs[model] = json.loads(path.read_text())
+        assert "error" not in recs[model], recs[model].get("error")
+        assert recs[model]["process_peak_bytes"] >= recs[model]["memory"]["peak_rss"]
+    assert recs["lightgcn"]["features_loaded"] is False
+    assert recs["stair"]["features_loaded"] is True
+
+
+def test_scaling_kills_over_the_limit_and_stops(tmp_path):
+    # A limit below what Python + torch take: the only model is killed at the first size, the
+    # sweep has no model left at the second and stops; nothing crashes.
+    out = tmp_path / "scaling"
+    _run("scaling.py", "--sizes", "600,1200", "--models", "lightgcn", "--memory-limit-gib", "0.05",
+         "--max-batches", "1", "--threads", "1", "--out", str(out), timeout=300)
+    result = json.loads((out / "results.json").read_text())
+    first, second = result["points"]
+    rec = first["models"]["lightgcn"]
+    assert rec["memory_failure"] == "limit" and rec["memory_exceeded_bytes"] > 0.05 * GIB
+    assert second["skipped"] == "no model left within the memory limit"
+    assert second["models"]["lightgcn"]["skipped"].startswith("exceeded the memory limit at 600")
+    assert result["fits"]["lightgcn"]["max_interactions"] is None
+    assert "| 600 | 100 | 50 | killed at" in (out / "table.md").read_text()
+    # profile.py's parent of the killed worker held no item features.
+    profile = json.loads((out / "n600" / "results.json").read_text())
+    assert profile["dataset"]["features_loaded"] is False
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
+def test_scaling_timeout_kills_profile_and_its_workers(tmp_path):
+    S = _bench("scaling")
+    pid_file = tmp_path / "worker.pid"
+    worker = (f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); "
+              "time.sleep(60)")
+    parent = f"import subprocess, sys; subprocess.run([sys.executable, '-c', {worker!r}])"
+    rc, _ = S._run_profile([sys.executable, "-c", parent], timeout=1.5)
+    assert rc is None  # timed out
+    pid = int(pid_file.read_text())
+    for _ in range(50):  # the grandchild was killed with its process group
+        status = Path(f"/proc/{pid}/status")
+        if not status.exists() or "State:\tZ" in status.read_text():
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail(f"worker {pid} outlived the timed-out profile.py")
