@@ -5,13 +5,18 @@ by default, MMRec's 4096-d image with ``--image``) this times
 
 * :func:`stair_pyg.nn.whiten` (centring + thin SVD / Gram eigen-decomposition, MI), and
 * :func:`stair_pyg.nn.modality_graph` (chunked cosine top-:math:`k`, symmetrised, normalised),
+  with the exact search and with the approximate IVF search (``method="ivf"``), and the IVF
+  graph's edge recall (the fraction of the exact graph's edges it holds) where both ran,
 
 and records the peak memory growth of each (CPU: peak RSS over the inputs; CUDA:
 ``max_memory_allocated`` over the inputs). With chunked top-:math:`k` the graph's memory is
 :math:`O(\text{chunk} \cdot N + N k)`, never the :math:`4 N^2` bytes of a dense similarity matrix;
-the table sets the two side by side. The graph build costs :math:`O(N^2 f)` operations, so sizes
-above ``--max-graph-items`` are not run but **estimated** from the largest run by :math:`N^2`
-scaling (the output says so).
+the table sets the two side by side. The exact graph build costs :math:`O(N^2 f)` operations, so
+sizes above ``--max-graph-items`` are not run but **estimated** from the largest run by
+:math:`N^2` scaling (the output says so); the IVF build, :math:`O(N^{3/2} f)`, runs up to
+``--ivf-max-items``. Gaussian features are the hardest case for IVF (no cluster structure, the
+nearest neighbours barely closer than any other row), so its recall is also measured on the real
+features of ``../shared/data/scientific`` where present.
 
 Examples::
 
@@ -37,8 +42,9 @@ import torch
 from benchmarks import _common as C
 
 
-def measure(fn, device: torch.device) -> Dict[str, Any]:
-    r"""Seconds and peak memory growth of one call of :obj:`fn` (after its inputs exist)."""
+def measure(fn, device: torch.device, keep: Optional[list] = None) -> Dict[str, Any]:
+    r"""Seconds and peak memory growth of one call of :obj:`fn` (after its inputs exist); its
+    output is appended to :obj:`keep` if given."""
     meter = C.MemoryMeter(device)
     with meter:
         t0 = time.perf_counter()
@@ -48,6 +54,8 @@ def measure(fn, device: torch.device) -> Dict[str, Any]:
     peak = meter.peak_bytes()
     if device.type == "cuda":
         peak = meter.result["peak_allocated"] - meter.result["base_allocated"]
+    if keep is not None:
+        keep.append(out)
     del out
     return {"seconds": seconds, "peak_bytes": peak}
 
@@ -60,7 +68,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--embedding-dim", type=int, default=64)
     parser.add_argument("--k", type=int, default=5, help="neighbours per item (default: 5)")
     parser.add_argument("--max-graph-items", type=int, default=100_000,
-                        help="largest N whose graph is built; larger sizes are estimated")
+                        help="largest N whose exact graph is built; larger sizes are estimated")
+    parser.add_argument("--ivf-max-items", type=int, default=1_000_000,
+                        help="largest N whose approximate (IVF) graph is built")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", default=None)
@@ -70,9 +80,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from stair_pyg.nn import modality_graph, whiten
+    from stair_pyg.nn.knn import knn_recall
 
     if args.quick:
-        args.sizes, args.max_graph_items = "2000,4000", 4000
+        args.sizes, args.max_graph_items, args.ivf_max_items = "2000,4000", 4000, 4000
         args.threads = args.threads or 1
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -94,24 +105,37 @@ def run(args: argparse.Namespace) -> int:
         row: Dict[str, Any] = {"items": n, "input_bytes": input_bytes,
                                "dense_similarity_bytes": 4 * n * n}
         row["whiten"] = measure(lambda: [whiten(x, args.embedding_dim) for x in feats], device)
+        exact_graph: list = []
         if n <= args.max_graph_items:
-            row["graph"] = measure(lambda: modality_graph(feats, [args.k] * len(feats)), device)
+            row["graph"] = measure(lambda: modality_graph(feats, [args.k] * len(feats)), device,
+                                   exact_graph)
             row["graph"]["how"] = "measured"
             last_graph = {"items": n, **row["graph"]}
         elif last_graph is not None:
             scale = (n / last_graph["items"]) ** 2
             row["graph"] = {"seconds": last_graph["seconds"] * scale, "peak_bytes": None,
                             "how": f"estimated: N^2 scaling from N = {last_graph['items']:,}"}
+        if n <= args.ivf_max_items:
+            ivf_graph: list = []
+            row["ivf"] = measure(lambda: modality_graph(feats, [args.k] * len(feats),
+                                                        method="ivf"), device, ivf_graph)
+            if exact_graph:
+                row["ivf"]["edge_recall"] = knn_recall(ivf_graph[0][0], exact_graph[0][0], n)
+            del ivf_graph
+        del exact_graph
         rows.append(row)
         g = row.get("graph", {})
         print(f"[modality] N={n:,}: whiten {C.fmt_seconds(row['whiten']['seconds'])} "
               f"(+{C.fmt_bytes(row['whiten']['peak_bytes'])}), graph "
               f"{C.fmt_seconds(g.get('seconds'))} (+{C.fmt_bytes(g.get('peak_bytes'))}, "
-              f"{g.get('how', 'n/a')})", flush=True)
+              f"{g.get('how', 'n/a')}), IVF graph {C.fmt_seconds(row.get('ivf', {}).get('seconds'))}"
+              f" (recall {row.get('ivf', {}).get('edge_recall', float('nan')):.3f})", flush=True)
         del feats
+    real = real_feature_recall(args.k)
     result = {"script": "bench_modality", "device": str(device),
               "device_name": C.device_name(device), "environment": C.environment(),
-              "dims": dims, "k": args.k, "embedding_dim": args.embedding_dim, "results": rows}
+              "dims": dims, "k": args.k, "embedding_dim": args.embedding_dim, "results": rows,
+              "real_feature_recall": real}
     C.write_json(out_dir / "results.json", result)
     table = report(result, absolute=True)
     (out_dir / "table.md").write_text(table + "\n")
@@ -137,24 +161,68 @@ def report(result: Dict[str, Any], absolute: bool) -> str:
     t0w = rows[0]["whiten"]["seconds"] if rows else 1.0
     t0g = rows[0].get("graph", {}).get("seconds") or 1.0
     headers = ["items N", "features", "whiten time" if absolute else "whiten time × smallest",
-               "whiten peak", "graph time" if absolute else "graph time × smallest",
-               "graph peak", "dense N×N would be", "graph"]
+               "whiten peak", "exact graph time" if absolute else "exact graph time × smallest",
+               "exact graph peak", "exact graph",
+               "IVF graph time" if absolute else "IVF graph time × smallest exact",
+               "IVF graph peak", "IVF edge recall", "dense N×N would be"]
     out = []
     for r in rows:
-        g = r.get("graph", {})
+        g, v = r.get("graph", {}), r.get("ivf", {})
         if absolute:
             wt, gt = C.fmt_seconds(r["whiten"]["seconds"]), C.fmt_seconds(g.get("seconds"))
+            vt = C.fmt_seconds(v.get("seconds"))
         else:
             wt = f"{r['whiten']['seconds'] / t0w:.1f}×"
             gt = f"{g['seconds'] / t0g:.1f}×" if g.get("seconds") else "n/a"
+            vt = f"{v['seconds'] / t0g:.1f}×" if v.get("seconds") else "n/a"
+        recall = v.get("edge_recall")
         out.append([f"{r['items']:,}", C.fmt_bytes(r["input_bytes"]), wt,
                     C.fmt_bytes(r["whiten"]["peak_bytes"]), gt, C.fmt_bytes(g.get("peak_bytes")),
-                    C.fmt_bytes(r["dense_similarity_bytes"]), g.get("how", "n/a")])
-    lines.append(C.markdown_table(headers, out, ["r"] * 7 + ["l"]))
+                    g.get("how", "n/a"), vt, C.fmt_bytes(v.get("peak_bytes")),
+                    "n/a" if recall is None else f"{recall:.3f}",
+                    C.fmt_bytes(r["dense_similarity_bytes"])])
+    lines.append(C.markdown_table(headers, out, ["r"] * 6 + ["l"] + ["r"] * 4))
     lines.append("")
     lines.append("Peak columns: memory growth of the call over its inputs (features already "
-                 "loaded). A bounded build keeps the graph peak far below the dense N×N column.")
+                 "loaded). A bounded build keeps the graph peak far below the dense N×N column. "
+                 "IVF edge recall: the fraction of the exact graph's edges that the IVF graph "
+                 "(defaults: ceil(sqrt(8N)) clusters, 8 probed) also has; Gaussian features are "
+                 "its worst case.")
+    real = result.get("real_feature_recall")
+    if real:
+        lines += ["", f"IVF recall on real features (`{real['dataset']}`, {real['items']:,} "
+                  "items; recall of each item's top-k neighbours, k as in STAIR's defaults):", ""]
+        lines.append(C.markdown_table(
+            ["modality", "dimension", "k", "IVF recall"],
+            [[m, str(d["dim"]), str(d["k"]), f"{d['recall']:.3f}"]
+             for m, d in real["modalities"].items()]))
     return "\n".join(lines)
+
+
+def real_feature_recall(k_default: int) -> Optional[Dict[str, Any]]:
+    r"""Recall of the IVF search against the exact one on ``scientific``'s real features (their
+    top-k neighbours per item, k of STAIR's defaults), or :obj:`None` without the data."""
+    import numpy as np
+
+    from stair_pyg.models.stair import DEFAULT_KNN_K
+    from stair_pyg.nn import knn_cosine
+    from stair_pyg.nn.knn import knn_recall
+
+    folder = C.DATA_ROOT / "scientific"
+    files = sorted(folder.glob("*_feat.npy")) if folder.exists() else []
+    if not files:
+        return None
+    out: Dict[str, Any] = {"dataset": "scientific", "modalities": {}}
+    for path in files:
+        name = path.stem[:-len("_feat")]
+        x = torch.from_numpy(np.load(path)).float()
+        k = max(DEFAULT_KNN_K.get(name, k_default), 5)
+        exact = knn_cosine(x, k)
+        approx = knn_cosine(x, k, method="ivf")
+        out["items"] = x.size(0)
+        out["modalities"][name] = {"dim": x.size(1), "k": k,
+                                   "recall": knn_recall(approx, exact, x.size(0))}
+    return out
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
