@@ -34,6 +34,8 @@ Examples::
 
     python benchmarks/scaling.py --quick
     python benchmarks/scaling.py --sizes 1e4,3e4,1e5,3e5,1e6,3e6,1e7 --write-results  # ~30 min, 2-core CPU
+    python benchmarks/scaling.py --resume --write-results  # after an interruption: finished
+                                                           # sizes are reused, not rerun
 """
 from __future__ import annotations
 
@@ -98,6 +100,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default=None)
     parser.add_argument("--write-results", action="store_true")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    parser.add_argument("--resume", action="store_true",
+                        help="reuse the sizes a previous run with the same settings and --out "
+                             "finished (an interrupted sweep continues where it stopped)")
     parser.add_argument("--quick", action="store_true",
                         help="two tiny sizes in this process (no isolation, no memory limit)")
 
@@ -152,7 +157,6 @@ def run(args: argparse.Namespace) -> int:
             print(f"[scaling] {size:,}: {stopped}, stopping", flush=True)
             continue
         run_dir = out_dir / f"n{size}"
-        (run_dir / "results.json").unlink(missing_ok=True)  # never read a previous run's
         argv = [sys.executable, str(_HERE / "profile.py"), "--dataset", "synthetic",
                 "--num-interactions", str(size), "--models", ",".join(to_run),
                 "--device", args.device, "--batch-size", str(args.batch_size),
@@ -165,6 +169,18 @@ def run(args: argparse.Namespace) -> int:
         for h in (APPROX_KNN_HPARAMS if knn == "ivf" else ()) + tuple(args.hparam):
             argv += ["--hparam", h]
         argv.append("--no-isolate" if args.quick else "--isolate")
+        # A finished size is kept with the exact profile.py command that made it; --resume
+        # reuses it only for the same command (same models, size, settings and output).
+        key_path, key = run_dir / "sweep_command.json", {"profile_args": argv[2:]}
+        saved = _finished(run_dir, key_path, key) if args.resume else None
+        if saved is not None:
+            print(f"[scaling] {size:,}: reusing {run_dir / 'results.json'} (--resume)",
+                  flush=True)
+            point["wall_s"] = saved.get("wall_s")
+            _add_results(point, run_dir, device)
+            continue
+        key_path.unlink(missing_ok=True)
+        (run_dir / "results.json").unlink(missing_ok=True)  # never read a previous run's
         t0 = time.perf_counter()
         print(f"[scaling] {size:,} interactions ({', '.join(to_run)}; {knn} kNN) ...", flush=True)
         if args.quick:  # in this process: no interpreter start-up per size
@@ -188,11 +204,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"[scaling] {size:,}: {err.strip().splitlines()[-1] if err.strip() else err}",
                   flush=True)
             continue
-        res = json.loads((run_dir / "results.json").read_text())
-        point.update(num_users=res["dataset"]["num_users"], num_items=res["dataset"]["num_items"],
-                     num_train=res["dataset"]["num_train"])
-        for r in res["models"]:
-            point["models"][r["model"]] = _model_entry(r, device)
+        _add_results(point, run_dir, device)
+        C.write_json(key_path, {**key, "wall_s": point["wall_s"]})
         print(f"[scaling] {size:,}: done in {point['wall_s']:.0f} s", flush=True)
 
     fits = fit_all(points, models, args.budget_gib * GIB)
@@ -208,6 +221,27 @@ def run(args: argparse.Namespace) -> int:
     if args.write_results:
         write_results(result, out_dir)
     return 0
+
+
+def _finished(run_dir: Path, key_path: Path, key: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+    r"""The saved command record if :obj:`run_dir` holds a finished size made by the profile.py
+    command :obj:`key`, else :obj:`None`."""
+    if not (key_path.exists() and (run_dir / "results.json").exists()):
+        return None
+    try:
+        saved = json.loads(key_path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return saved if saved.get("profile_args") == key["profile_args"] else None
+
+
+def _add_results(point: Dict[str, Any], run_dir: Path, device) -> None:
+    r"""Fills :obj:`point` from one size's profile.py ``results.json``."""
+    res = json.loads((run_dir / "results.json").read_text())
+    point.update(num_users=res["dataset"]["num_users"], num_items=res["dataset"]["num_items"],
+                 num_train=res["dataset"]["num_train"])
+    for r in res["models"]:
+        point["models"][r["model"]] = _model_entry(r, device)
 
 
 def _run_profile(argv: List[str], timeout: float) -> Tuple[Optional[int], str]:

@@ -360,3 +360,33 @@ def test_scaling_timeout_kills_profile_and_its_workers(tmp_path):
         time.sleep(0.1)
     else:
         pytest.fail(f"worker {pid} outlived the timed-out profile.py")
+
+
+def test_scaling_resume_reuses_finished_sizes(tmp_path, monkeypatch):
+    S = _bench("scaling")
+    P = _bench("profile")
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    out = tmp_path / "scaling"
+    assert S.main(["--quick", "--out", str(out)]) == 0
+    first = json.loads((out / "results.json").read_text())
+    # Interrupted at the second size: its results are gone, the first size's remain.
+    (out / "n3000" / "results.json").unlink()
+    calls = []
+    real_main = P.main
+
+    def counting_main(argv=None):
+        calls.append(list(argv))
+        return real_main(argv)
+
+    monkeypatch.setattr(P, "main", counting_main)
+    assert S.main(["--quick", "--resume", "--out", str(out)]) == 0
+    assert len(calls) == 1 and calls[0][calls[0].index("--num-interactions") + 1] == "3000"
+    second = json.loads((out / "results.json").read_text())
+    assert second["points"][0]["models"] == first["points"][0]["models"]  # reused as it was
+    # Everything finished and the same commands: nothing runs.
+    calls.clear()
+    assert S.main(["--quick", "--resume", "--out", str(out)]) == 0
+    assert calls == []
+    # A different command for the finished sizes (STAIR's graph now by IVF) runs them again.
+    assert S.main(["--quick", "--resume", "--out", str(out), "--approx-knn-from", "1000"]) == 0
+    assert len(calls) == 2
