@@ -102,7 +102,9 @@ def neumann_smooth(x: Tensor, propagate: Union[SparseAdj, Callable[[Tensor], Ten
     h = x
     for layer in range(1, num_layers + 1):
         h = propagate(h)
-        out = torch.addcmul(out, h, coefs[layer])
+        # In place: out is this function's own tensor, and addcmul's backward needs only h and
+        # the constant coefficient, so autograd is unaffected; no new [N, d] tensor per hop.
+        out.addcmul_(h, coefs[layer])
     return out if index is None else out[index]
 
 

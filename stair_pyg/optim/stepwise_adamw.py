@@ -165,15 +165,15 @@ class StepwiseAdamW(Optimizer):
                 state["step"] += 1
                 if self._use_fused(p):
                     # One pass of torch's kernel. For a smoothed parameter it runs on a zero
-                    # scratch tensor with lr 1 and no decay, which leaves -Delta in the scratch.
+                    # scratch tensor with lr -1 and no decay, which leaves +Delta in the scratch.
                     target = torch.zeros_like(p) if smoothed else p
                     torch._fused_adamw_(
                         [target], [grad], [exp_avg], [exp_avg_sq], [],
                         [state["step"].to(device=p.device, dtype=torch.float32)],
-                        amsgrad=False, lr=1.0 if smoothed else lr, beta1=beta1, beta2=beta2,
+                        amsgrad=False, lr=-1.0 if smoothed else lr, beta1=beta1, beta2=beta2,
                         weight_decay=0.0 if smoothed else wd, eps=eps, maximize=False)
                     if smoothed:
-                        directions.append(target.neg_())
+                        directions.append(target)
                     continue
                 step = float(state["step"])
 
@@ -191,7 +191,7 @@ class StepwiseAdamW(Optimizer):
                     p.addcdiv_(exp_avg, denom, value=-lr / bias_correction1)
 
             if smoothed:
-                delta = torch.cat(directions, dim=0)
+                delta = directions[0] if len(directions) == 1 else torch.cat(directions, dim=0)
                 adj = self._adjacency(index, group, delta)
                 delta = neumann_smooth(delta, lambda h: csr_mm(adj, h),
                                        group["beta"].to(device=delta.device),
