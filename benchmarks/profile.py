@@ -591,6 +591,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="each model in its own subprocess, for clean peak memory "
                              "(default: on, except --quick)")
     parser.add_argument("--no-isolate", dest="isolate", action="store_false")
+    parser.add_argument("--no-tune-malloc", dest="tune_malloc", action="store_false",
+                        help="leave glibc's malloc thresholds as they are (the Trainer fixes "
+                             "them on CPU: stair_pyg.train.allocator)")
     parser.add_argument("--memory-limit-gib", type=float, default=None,
                         help="with --isolate: kill (SIGKILL) a worker whose resident memory "
                              f"exceeds this, read every {MEMORY_POLL_S} s; it is reported as a "
@@ -653,6 +656,10 @@ def _worker_argv(args: argparse.Namespace, name: str, path: Path) -> List[str]:
     skip = {"worker", "worker_out", "isolate", "models", "quick", "all", "write_results",
             "model_hparams", "out", "memory_limit_gib"}
     for key, value in vars(args).items():
+        if key == "tune_malloc":
+            if not value:
+                argv.append("--no-tune-malloc")
+            continue
         if key == "trace":
             argv.append("--trace" if value else "--no-trace")
             continue
@@ -680,6 +687,12 @@ def run(args: argparse.Namespace) -> int:
     out_dir = Path(args.out or C.REPO_ROOT / "build" / "bench" /
                    f"profile-{path_name(args.dataset)}-{device.type}")
     out_dir.mkdir(parents=True, exist_ok=True)
+    if device.type == "cpu" and args.tune_malloc:
+        # What the Trainer does on CPU (train.tune_malloc), for every model alike: without it,
+        # each large temporary is mapped afresh and page-faulted in, every step.
+        from stair_pyg.train.allocator import tune_cpu_allocator
+
+        tune_cpu_allocator()
 
     if args.worker:  # one model in this process, result to --worker-out
         ds, info = load_bench_dataset(args, features=args.worker not in FEATURELESS_MODELS)

@@ -1,5 +1,6 @@
 r"""Training: the BPR trainer (single-process or data-parallel), negative sampling, checkpoints,
 configurations and plots."""
+from stair_pyg.train.allocator import tune_cpu_allocator
 from stair_pyg.train.checkpoint import (
     CheckpointError,
     dataset_fingerprint,
@@ -28,6 +29,7 @@ from stair_pyg.train.trainer import (
 )
 
 __all__ = [
+    "tune_cpu_allocator",
     "CheckpointError", "dataset_fingerprint", "load_checkpoint", "save_checkpoint",
     "TRAIN_DEFAULTS", "ConfigError", "apply_overrides", "load_config", "resolve_config",
     "save_config", "NegativeSampler", "Trainer", "build_model", "move_to_device",

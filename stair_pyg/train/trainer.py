@@ -51,6 +51,7 @@ from stair_pyg.models.base import Recommender
 from stair_pyg.nn.sparse import SparseAdj
 from stair_pyg.train import checkpoint as ckpt
 from stair_pyg.train import distributed
+from stair_pyg.train.allocator import tune_cpu_allocator
 from stair_pyg.train.config import TRAIN_DEFAULTS, ConfigError, resolve_config, save_config
 from stair_pyg.train.sampling import NegativeSampler
 
@@ -188,6 +189,8 @@ class Trainer:
         self.is_main = self.rank == 0
         if self.world_size > 1 and self.device.type == "cuda" and self.device.index is None:
             self.device = torch.device("cuda", torch.cuda.current_device())  # LOCAL_RANK's GPU
+        if self.device.type == "cpu" and cfg.get("tune_malloc", True):
+            tune_cpu_allocator()
         self.model = move_to_device(model, self.device)
         self.optimizer = model.configure_optimizer(float(cfg["lr"]), float(cfg["weight_decay"]))
         self.num_users, self.num_items = num_users_items(dataset.data)
