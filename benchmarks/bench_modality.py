@@ -191,7 +191,8 @@ def report(result: Dict[str, Any], absolute: bool) -> str:
     real = result.get("real_feature_recall")
     if real:
         lines += ["", f"IVF recall on real features (`{real['dataset']}`, {real['items']:,} "
-                  "items; recall of each item's top-k neighbours, k as in STAIR's defaults):", ""]
+                  "items; recall of each item's top-k neighbours, k the larger of STAIR's default and "
+                  "5):", ""]
         lines.append(C.markdown_table(
             ["modality", "dimension", "k", "IVF recall"],
             [[m, str(d["dim"]), str(d["k"]), f"{d['recall']:.3f}"]
@@ -201,7 +202,8 @@ def report(result: Dict[str, Any], absolute: bool) -> str:
 
 def real_feature_recall(k_default: int) -> Optional[Dict[str, Any]]:
     r"""Recall of the IVF search against the exact one on ``scientific``'s real features (their
-    top-k neighbours per item, k of STAIR's defaults), or :obj:`None` without the data."""
+    top-k neighbours per item, k the larger of STAIR's default and 5), or :obj:`None` without
+    the data."""
     import numpy as np
 
     from stair_pyg.models.stair import DEFAULT_KNN_K

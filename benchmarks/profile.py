@@ -75,10 +75,11 @@ REFERENCE = "lightgcn"
 PHASES = ["sampling", "forward", "backward", "step"]
 REAL_DATASETS = ["scientific", "ml100k", "baby", "sports"]
 FEATURELESS = {"baby", "sports"}  # no real features: synthetic MMRec-sized ones, timing-only
-#: Models that read no item modality features: ``LightGCN.from_data`` and ``BPRMF.from_data`` use
-#: only the training graph / the user and item counts, :class:`PyGLightGCN` only the graph. Their
-#: ``--isolate`` workers do not generate the synthetic features (15 GB at 10^7 interactions).
-FEATURELESS_MODELS = {"lightgcn", "bpr", "pyg_lightgcn", "pyg_lightgcn_csr"}
+#: Models that read no item modality features (every one that is not :obj:`MULTIMODAL`:
+#: ``LightGCN.from_data`` and ``BPRMF.from_data`` use only the training graph / the user and item
+#: counts, :class:`PyGLightGCN` only the graph). Their ``--isolate`` workers do not generate the
+#: synthetic features (15 GB at 10^7 interactions).
+FEATURELESS_MODELS = set(DEFAULT_MODELS) - MULTIMODAL
 #: How often the parent reads a worker's resident memory under ``--memory-limit-gib``.
 MEMORY_POLL_S = 0.2
 
