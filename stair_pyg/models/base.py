@@ -41,6 +41,8 @@ class Recommender(torch.nn.Module):
 
     num_users: int
     num_items: int
+    #: Whether the model reads the items' modality features (``data["item"].<name>_feat``).
+    uses_item_features: bool = False
 
     @classmethod
     def from_data(cls, data: HeteroData, **hparams: Any) -> "Recommender":

@@ -68,6 +68,8 @@ class BM3(Recommender):
         - **embeddings():** ``([U, d], [I, d])``
     """
 
+    uses_item_features = True
+
     def __init__(self, num_users: int, num_items: int, edge_index: Tensor,
                  features: Dict[str, Tensor], embedding_dim: int = 64, num_layers: int = 1,
                  dropout: float = 0.5, reg_weight: float = 0.1, cl_weight: float = 2.0,

@@ -142,6 +142,8 @@ class FREEDOM(Recommender):
         - **embeddings():** ``([U, d], [I, d])``
     """
 
+    uses_item_features = True
+
     def __init__(self, num_users: int, num_items: int, edge_index: Tensor,
                  features: Dict[str, Tensor], embedding_dim: int = 64, knn_k: int = 10,
                  knn_method: str = "exact", mm_image_weight: float = 0.1, n_mm_layers: int = 1,

@@ -123,6 +123,8 @@ class LGMRec(Recommender):
         - **embeddings():** ``([U, d], [I, d])``
     """
 
+    uses_item_features = True
+
     def __init__(self, num_users: int, num_items: int, edge_index: Tensor,
                  features: Dict[str, Tensor], embedding_dim: int = 64,
                  cf_model: str = "lightgcn", n_ui_layers: int = 2, n_mm_layers: int = 2,

@@ -72,6 +72,8 @@ class STAIR(Recommender):
             the build (:func:`~stair_pyg.nn.knn.knn_cosine`). (default: :obj:`"exact"`)
     """
 
+    uses_item_features = True
+
     def __init__(self, num_users: int, num_items: int, embedding_dim: int = 64,
                  num_layers: int = 3, gamma: float = 0.1,
                  knn_k: Optional[Mapping[str, int]] = None, knn_method: str = "exact"):

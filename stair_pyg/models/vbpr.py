@@ -58,6 +58,8 @@ class VBPR(Recommender):
         - **embeddings():** ``([U, d_id + d (+1)], [I, d_id + d (+1)])``
     """
 
+    uses_item_features = True
+
     def __init__(self, num_users: int, num_items: int, features: Dict[str, Tensor],
                  embedding_dim: int = 64, id_embedding_dim: Optional[int] = None,
                  reg_weight: float = 1e-3, use_bias: bool = False,

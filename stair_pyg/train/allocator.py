@@ -83,4 +83,15 @@ def tune_cpu_allocator(mmap_threshold: int = MAX_MMAP_THRESHOLD,
     return ok
 
 
-__all__ = ["tune_cpu_allocator"]
+def release_free_memory() -> bool:
+    r"""Hands the free memory at the top of glibc's heap back to the system (``malloc_trim(0)``),
+    so that the resident set size measures what is in use. Returns :obj:`False` where glibc is
+    not the allocator."""
+    libc = _glibc()
+    if libc is None:
+        return False
+    libc.malloc_trim(0)
+    return True
+
+
+__all__ = ["tune_cpu_allocator", "release_free_memory"]

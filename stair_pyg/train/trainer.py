@@ -130,10 +130,6 @@ def _clone(obj: Any) -> Any:
     return copy.deepcopy(obj)
 
 
-def _fmt(value: float) -> str:
-    return f"{value:.4f}" if isinstance(value, float) else str(value)
-
-
 class Trainer:
     r"""Trains a :class:`~stair_pyg.models.base.Recommender` with BPR on a
     :class:`~stair_pyg.data.hetero.RecDataset`.
@@ -318,16 +314,7 @@ class Trainer:
             for b in range(num_batches):
                 sl = slice(b * batch_size, (b + 1) * batch_size)
                 u, p, n = users[sl], pos[sl], neg[sl]
-                if self.world_size > 1:
-                    loss = self._data_parallel_step(u, p, n, epoch, b)
-                else:
-                    loss = self.model.loss(u, p, n)
-                    if not torch.isfinite(loss):
-                        raise FloatingPointError(f"loss is {loss.item()} at epoch {epoch}, "
-                                                 f"batch {b}")
-                    self.optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    self.optimizer.step()
+                loss = self.train_step(u, p, n, where=f"epoch {epoch}, batch {b}")
                 total += loss.detach().double() * u.numel()
                 bar.update(1)
                 if not bar.disable and (b % 20 == 0 or b == num_batches - 1):
@@ -338,23 +325,31 @@ class Trainer:
             bar.close()
         return float(total) / max(num_edges, 1)
 
-    def _data_parallel_step(self, users: Tensor, pos: Tensor, neg: Tensor, epoch: int,
-                            batch: int) -> Tensor:
-        r"""One optimizer step on a global batch, this rank computing the loss of its share;
-        returns the loss of the global batch (the same on every rank)."""
+    def train_step(self, users: Tensor, pos_items: Tensor, neg_items: Tensor,
+                   where: str = "") -> Tensor:
+        r"""One optimizer step on a batch of ``(user, positive, negative)`` triples; returns the
+        batch's mean loss (detached).
+
+        This rank computes the loss of its contiguous share of the batch
+        (:func:`~stair_pyg.train.distributed.local_share`: all of it in a single process);
+        with several ranks the gradients, scaled so that their sum over ranks is the gradient
+        of the batch mean, are summed before every rank applies the same step.
+        """
         n = users.numel()
         share = distributed.local_share(n, self.rank, self.world_size)
         local_n = share.stop - share.start
         self.optimizer.zero_grad(set_to_none=True)
-        loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        loss = torch.zeros((), device=self.device)
         if local_n > 0:
-            loss = self.model.loss(users[share], pos[share], neg[share])
-            (loss * (local_n / n)).backward()  # sum over ranks = gradient of the global mean
-            loss_sum = loss.detach().double() * local_n
-        loss_sum = distributed.all_reduce_gradients(self.model.parameters(), extra=loss_sum)
-        loss = loss_sum / n
+            loss = self.model.loss(users[share], pos_items[share], neg_items[share])
+            (loss * (local_n / n) if self.world_size > 1 else loss).backward()
+        loss = loss.detach()
+        if self.world_size > 1:
+            loss_sum = distributed.all_reduce_gradients(self.model.parameters(),
+                                                        extra=loss.double() * local_n)
+            loss = loss_sum / n
         if not torch.isfinite(loss):  # the same decision on every rank
-            raise FloatingPointError(f"loss is {loss.item()} at epoch {epoch}, batch {batch}")
+            raise FloatingPointError(f"loss is {loss.item()}" + (f" at {where}" if where else ""))
         self.optimizer.step()
         return loss
 
