@@ -47,7 +47,7 @@ def main() -> None:
         for batch in order.split(args.batch_size):
             u, pos = users[batch], items[batch]
             neg = sampler.sample(u, generator)
-            loss = model.loss(u, pos, neg)  # BPR on the FSC-propagated embeddings
+            loss = model.recommendation_loss(u, pos, neg)  # BPR on the FSC-propagated embeddings
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()

@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from stair_pyg.data.hetero import build_hetero_data
-from stair_pyg.models._common import SparseBuffer, embedding_norm_loss, layer_mean
+from stair_pyg.models._common import embedding_norm_loss, layer_mean
+from stair_pyg.nn.sparse import SparseAdjBuffer
 from stair_pyg.models.bm3 import BM3
 from stair_pyg.models.content import ContentBPR
 from stair_pyg.models.freedom import FREEDOM
@@ -54,6 +55,13 @@ def dense_emb_loss(*embs):
     return sum(torch.sqrt((e ** 2).sum()) for e in embs) / embs[-1].shape[0]
 
 
+def all_scores(model, users):
+    r"""predict_link over every item for each user, as a [len(users), I] matrix."""
+    items = torch.arange(model.num_items)
+    pairs_users = users.repeat_interleave(items.numel())
+    return model.predict_link(pairs_users, items.repeat(users.numel())).view(users.numel(), -1)
+
+
 def batch(edges, num_items, size=16, seed=1):
     gen = torch.Generator().manual_seed(seed)
     idx = torch.randint(0, edges.size(1), (size,), generator=gen)
@@ -66,7 +74,7 @@ def test_sparse_buffer_moves_copies_and_stays_out_of_state_dict():
     _, edges = random_graph()
     adj = user_item_adjacency(edges, 30, 20)
     holder = torch.nn.Module()
-    holder.adj = SparseBuffer(adj)
+    holder.adj = SparseAdjBuffer(adj)
     assert holder.state_dict() == {}
     clone = copy.deepcopy(holder)  # CSR tensors cannot be deep-copied: the buffers are dense
     assert torch.equal(clone.adj.get().to_dense(), adj.to_dense())
@@ -97,7 +105,7 @@ def test_embedding_norm_loss_is_mmrec_emb_loss():
 def test_lightgcn_layer_mean_equals_dense_float64_and_pyg():
     data, edges = random_graph()
     model = LightGCN.from_data(data, embedding_dim=8, num_layers=3).double()
-    user, item = model.embeddings()
+    user, item = model.get_embedding()
     dense = dense_norm_adj(edges, 30, 20)
     e0 = torch.cat([model.user_embedding.weight, model.item_embedding.weight]).detach()
     layers = [e0]
@@ -122,12 +130,12 @@ def test_lightgcn_loss_is_bpr_plus_layer0_norm():
     data, edges = random_graph()
     model = LightGCN.from_data(data, embedding_dim=8, num_layers=2, reg_weight=0.3).double()
     users, pos, neg = batch(edges, 20)
-    user, item = model.embeddings()
+    user, item = model.get_embedding()
     u = user[users]
     expected = dense_bpr((u * item[pos]).sum(1), (u * item[neg]).sum(1)) + 0.3 * dense_emb_loss(
         model.user_embedding.weight[users], model.item_embedding.weight[pos],
         model.item_embedding.weight[neg])
-    loss = model.loss(users, pos, neg)
+    loss = model.recommendation_loss(users, pos, neg)
     assert torch.allclose(loss, expected, atol=1e-10)
     # The loss propagates only the batch's receptive field: same gradient as the full propagation.
     grad = torch.autograd.grad(loss, [model.user_embedding.weight, model.item_embedding.weight])
@@ -163,15 +171,15 @@ def test_vbpr_score_decomposition(use_bias):
         expected = expected + (model.item_bias.detach()
                                + feats @ model.feature_bias.weight.detach()[0])[None, :]
     users = torch.arange(30)
-    assert torch.allclose(model.score(users), expected, atol=1e-10)
-    user, item = model.embeddings()
+    assert torch.allclose(all_scores(model, users), expected, atol=1e-10)
+    user, item = model.get_embedding()
     assert user.shape == (30, 10 + use_bias) and item.shape == (20, 10 + use_bias)
 
     b_users, pos, neg = batch(edges, 20)
     pos_s, neg_s = expected[b_users, pos], expected[b_users, neg]
     item_vec = torch.cat([gamma_i, visual], dim=1)
     reg = dense_emb_loss(theta[b_users], item_vec[pos], item_vec[neg])
-    assert torch.allclose(model.loss(b_users, pos, neg), dense_bpr(pos_s, neg_s) + 1e-3 * reg,
+    assert torch.allclose(model.recommendation_loss(b_users, pos, neg), dense_bpr(pos_s, neg_s) + 1e-3 * reg,
                           atol=1e-10)
 
 
@@ -195,12 +203,12 @@ def test_content_model_sees_items_through_features_only():
     model = ContentBPR.from_data(data, embedding_dim=8)
     assert model.item_id_embedding is None
     assert "id_embedding_dim" not in model.hparams
-    user, item = model.embeddings()
+    user, item = model.get_embedding()
     assert user.shape == (30, 8) and item.shape == (20, 8)
     assert torch.equal(item[7], item[3])
     rebuilt = ContentBPR.from_data(data, **model.hparams)
     rebuilt.load_state_dict(model.state_dict())
-    assert torch.equal(rebuilt.embeddings()[1], item)
+    assert torch.equal(rebuilt.get_embedding()[1], item)
 
 
 # --------------------------------------------------------------------------- every baseline
@@ -218,13 +226,13 @@ def test_training_reduces_loss_and_shapes(cls, modalities):
     def full_loss():
         torch.manual_seed(123)  # same dropout / Gumbel noise / pruning for both measurements
         model.pre_epoch(0)
-        return model.loss(users, pos, neg)
+        return model.recommendation_loss(users, pos, neg)
 
     model.train()
     before = full_loss().item()
     for epoch in range(40):
         model.pre_epoch(epoch)
-        loss = model.loss(users, pos, neg)
+        loss = model.recommendation_loss(users, pos, neg)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -232,10 +240,10 @@ def test_training_reduces_loss_and_shapes(cls, modalities):
     assert after < before, (before, after)
 
     model.eval()
-    user, item = model.embeddings()
+    user, item = model.get_embedding()
     assert user.shape[0] == 40 and item.shape[0] == 25 and user.shape[1] == item.shape[1]
     assert torch.isfinite(user).all() and torch.isfinite(item).all()
-    assert model.score(torch.tensor([0, 5])).shape == (2, 25)
+    assert all_scores(model, torch.tensor([0, 5])).shape == (2, 25)
     # checkpoints: hparams + state_dict rebuild the model
     rebuilt = cls.from_data(data, **model.hparams)
     rebuilt.load_state_dict(model.state_dict())

@@ -108,7 +108,7 @@ def test_freedom_pre_epoch_resamples_and_forward_matches_dense():
         return out[:U], out[U:] + h
 
     # evaluation uses the full graph, whatever was sampled for training
-    user, item = model.embeddings()
+    user, item = model.get_embedding()
     ref_user, ref_item = reference(dense_norm_adj(edges, U, I))
     assert torch.allclose(user, ref_user, atol=1e-7) and torch.allclose(item, ref_item, atol=1e-7)
 
@@ -123,7 +123,7 @@ def test_freedom_pre_epoch_resamples_and_forward_matches_dense():
         p = f[pos] @ proj.weight.detach().t() + proj.bias.detach()
         n = f[neg] @ proj.weight.detach().t() + proj.bias.detach()
         expected = expected + 0.7 * dense_bpr((u * p).sum(1), (u * n).sum(1))
-    assert torch.allclose(model.loss(users, pos, neg), expected, atol=1e-7)
+    assert torch.allclose(model.recommendation_loss(users, pos, neg), expected, atol=1e-7)
 
 
 def test_freedom_features_trainable_or_frozen():
@@ -131,7 +131,7 @@ def test_freedom_features_trainable_or_frozen():
     users, pos, neg = batch(edges, I)
     for train in (True, False):
         model = FREEDOM.from_data(data, embedding_dim=4, knn_k=3, train_features=train)
-        model.loss(users, pos, neg).backward()
+        model.recommendation_loss(users, pos, neg).backward()
         assert (model.features["text"].grad is not None) == train
     with pytest.raises(ValueError, match="dropout"):
         FREEDOM.from_data(data, dropout=1.0)
@@ -163,11 +163,11 @@ def test_bm3_loss_by_hand_without_dropout():
         f = data["item"][m + "_feat"].double()[pos] @ proj.weight.detach().t() + proj.bias.detach()
         expected = expected + 1.5 * (c(g(f), i) + c(g(f), f))
     expected = expected + 0.3 * (user_all.norm() + item_all.norm()) / I
-    loss = model.loss(users, pos, neg)
+    loss = model.recommendation_loss(users, pos, neg)
     assert torch.allclose(loss, expected, atol=1e-7)
     # no negative sampling
-    assert torch.allclose(model.loss(users, pos, torch.zeros_like(neg)), loss, atol=1e-12)
-    user, item = model.embeddings()
+    assert torch.allclose(model.recommendation_loss(users, pos, torch.zeros_like(neg)), loss, atol=1e-12)
+    user, item = model.get_embedding()
     assert torch.allclose(user, g(user_all), atol=1e-7) and torch.allclose(item, g(item_all),
                                                                            atol=1e-7)
 
@@ -177,12 +177,12 @@ def test_bm3_target_dropout_is_stochastic_and_gradient_free():
     model = BM3.from_data(data, embedding_dim=5, dropout=0.5)
     users, pos, neg = batch(edges, I)
     torch.manual_seed(0)
-    a = model.loss(users, pos, neg)
+    a = model.recommendation_loss(users, pos, neg)
     torch.manual_seed(1)
-    b = model.loss(users, pos, neg)
+    b = model.recommendation_loss(users, pos, neg)
     assert not torch.allclose(a, b)
     torch.manual_seed(0)
-    assert torch.allclose(model.loss(users, pos, neg), a)
+    assert torch.allclose(model.recommendation_loss(users, pos, neg), a)
 
 
 # --------------------------------------------------------------------------- LGMRec
@@ -239,7 +239,7 @@ def test_lgmrec_forward_and_loss_match_dense(monkeypatch):
         hyper[m] = (hu @ lat, hi @ lat)
         glob = glob + torch.cat(hyper[m])
     expected = local + 0.4 * glob / glob.norm(dim=1, keepdim=True)
-    user, item = model.embeddings()
+    user, item = model.get_embedding()
     assert torch.allclose(torch.cat([user, item]), expected, atol=1e-7)
 
     users, pos, neg = batch(edges, I)
@@ -250,7 +250,7 @@ def test_lgmrec_forward_and_loss_match_dense(monkeypatch):
     ref = ref + 0.01 * (hyper_contrastive_loss(ut[users], uv[users], uv, 0.2)
                         + hyper_contrastive_loss(it[pos], iv[pos], iv, 0.2))
     ref = ref + 0.05 * dense_emb_loss(u, ie[pos], ie[neg])
-    assert torch.allclose(model.loss(users, pos, neg), ref, atol=1e-7)
+    assert torch.allclose(model.recommendation_loss(users, pos, neg), ref, atol=1e-7)
 
 
 def test_lgmrec_one_modality_has_no_contrastive_term():
@@ -261,9 +261,9 @@ def test_lgmrec_one_modality_has_no_contrastive_term():
         torch.manual_seed(0)
         model = LGMRec.from_data(data, modalities=["text"], embedding_dim=6, cl_weight=cl_weight)
         torch.manual_seed(1)
-        losses.append(model.loss(users, pos, neg))
+        losses.append(model.recommendation_loss(users, pos, neg))
     assert torch.allclose(losses[0], losses[1])
     torch.manual_seed(0)
     two = LGMRec.from_data(data, embedding_dim=6, cl_weight=100.0)
     torch.manual_seed(1)
-    assert two.loss(users, pos, neg) > losses[0] + 1.0
+    assert two.recommendation_loss(users, pos, neg) > losses[0] + 1.0

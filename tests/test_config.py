@@ -4,7 +4,7 @@ import pytest
 import yaml
 
 from stair_pyg.train import ConfigError, apply_overrides, load_config, resolve_config, save_config
-from stair_pyg.train.config import TRAIN_DEFAULTS
+from stair_pyg.train.config import TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -18,7 +18,7 @@ def base():
 def test_defaults_are_filled_and_values_normalised():
     cfg = resolve_config(base())
     assert cfg["train"]["epochs"] == 3
-    for key, value in TRAIN_DEFAULTS.items():
+    for key, value in TrainConfig().to_dict().items():
         if key not in ("epochs", "ks"):
             assert cfg["train"][key] == value
     assert cfg["train"]["ks"] == [10, 20, 50]

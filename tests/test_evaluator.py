@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from stair_pyg.data.hetero import Splits
-from stair_pyg.eval import PairIndex, evaluate, evaluate_embeddings, recommend_topk
+from stair_pyg.eval import evaluate, evaluate_embeddings, recommend_topk
+from stair_pyg.nn.retrieval import PairIndex
 from stair_pyg.eval.metrics import METRICS
 
 
@@ -146,7 +147,7 @@ def test_evaluate_uses_model_embeddings_in_eval_mode():
             self.i = torch.nn.Parameter(torch.randn(25, 4, generator=gen))
             self.modes = []
 
-        def embeddings(self):
+        def get_embedding(self):
             self.modes.append(self.training)
             return self.u, self.i
 

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from stair_pyg.eval import PairIndex, parse_metric, ranking_metrics
+from stair_pyg.eval import parse_metric, ranking_metrics
+from stair_pyg.nn.retrieval import PairIndex
 from stair_pyg.eval.metrics import (hit_rate_at_k, mrr_at_k, ndcg_at_k, precision_at_k,
                                     recall_at_k)
 

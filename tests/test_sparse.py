@@ -3,8 +3,8 @@ import torch
 
 from stair_pyg.models.base import Recommender
 from stair_pyg.nn.knn import knn_cosine
-from stair_pyg.nn.sparse import (SparseAdj, normalized_adjacency, receptive_field, series_rows,
-                                 spmm, sym_norm_edges, transpose_csr, user_item_adjacency)
+from stair_pyg.nn.sparse import (SparseAdj, SparseAdjBuffer, receptive_field, series_rows, spmm, to_sparse_adj,
+                                 transpose_csr, user_item_adjacency)
 
 
 def dense_user_item(edge_index, num_users, num_items):
@@ -32,10 +32,9 @@ def test_user_item_adjacency_matches_dense(num_users, num_items, num_edges):
 
 def test_duplicate_edges_are_summed_before_normalisation():
     ei = torch.tensor([[0, 0, 1], [1, 1, 0]])
-    ei, w = sym_norm_edges(ei, None, 2)
+    # Rows are edge_index[0] under flow target_to_source.
+    dense = to_sparse_adj(ei, 2, flow="target_to_source", normalize=True).to_dense()
     # A = [[0, 2], [1, 0]]: d = (2, 1), w_01 = 2 / sqrt(2 * 1)
-    dense = torch.zeros(2, 2)
-    dense[ei[0], ei[1]] = w
     torch.testing.assert_close(dense, torch.tensor([[0.0, 2 / 2 ** 0.5], [1 / 2 ** 0.5, 0.0]]))
 
 
@@ -81,7 +80,7 @@ def test_transpose_csr_and_coo_input():
 
 
 def test_normalized_adjacency_isolated_node_has_zero_row():
-    adj = normalized_adjacency(torch.tensor([[0, 1], [1, 0]]), 3)
+    adj = to_sparse_adj(torch.tensor([[0, 1], [1, 0]]), 3, normalize=True)
     assert adj.to_dense()[2].abs().sum() == 0
 
 
@@ -107,15 +106,16 @@ def test_knn_cosine_rejects_too_large_k():
         knn_cosine(torch.randn(4, 3), 4)
 
 
-def test_recommender_moves_sparse_adj_attributes():
+def test_recommender_moves_sparse_adj_buffers():
     class Tiny(Recommender):
         def __init__(self):
             super().__init__()
+            self.num_users, self.num_items = 1, 2
             self.w = torch.nn.Parameter(torch.ones(3, 2))
-            self.adj = user_item_adjacency(torch.tensor([[0], [0]]), 1, 2)
+            self.adj = SparseAdjBuffer(user_item_adjacency(torch.tensor([[0], [0]]), 1, 2))
 
     model = Tiny().double()
-    assert model.adj.adj.dtype == torch.float64 and model.adj.symmetric
+    assert model.adj.get().adj.dtype == torch.float64 and model.adj.get().symmetric
     assert "adj" not in dict(model.state_dict())
 
 

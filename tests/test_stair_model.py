@@ -63,10 +63,12 @@ def test_from_data_initialisation_and_forward(dim, num_layers, gamma):
 
     # The modality graph of BSC.
     ei, ew = modality_graph([feats["text"], feats["image"]], [5, 1])
-    assert torch.equal(model.item_edge_index, ei) and torch.allclose(model.item_edge_weight, ew)
+    dense = torch.zeros(model.num_items, model.num_items)
+    dense[ei[1], ei[0]] = ew
+    torch.testing.assert_close(model.item_adj.get().to_dense(), dense)
 
     # FSC over the bipartite graph against a dense float64 reference.
-    user_emb, item_emb = model()
+    user_emb, item_emb = model.get_embedding()
     ref_u, ref_i = dense_fsc_reference(model)
     assert user_emb.shape == (u, dim) and item_emb.shape == (i, dim)
     assert rel_err(user_emb, ref_u) < 1e-5 and rel_err(item_emb, ref_i) < 1e-5
@@ -74,15 +76,15 @@ def test_from_data_initialisation_and_forward(dim, num_layers, gamma):
     # An explicit homogeneous edge_index gives the same result.
     e = model.train_edge_index
     homo = torch.cat([torch.stack([e[0], e[1] + u]), torch.stack([e[1] + u, e[0]])], dim=1)
-    user2, item2 = model(homo)
+    user2, item2 = model.get_embedding(homo)
     assert rel_err(user2, ref_u) < 1e-5 and rel_err(item2, ref_i) < 1e-5
 
 
 def test_loss_is_bpr_and_differentiable():
     model = STAIR.from_data(make_data(), embedding_dim=8)
     users, pos, neg = torch.tensor([1, 2, 3]), torch.tensor([0, 5, 7]), torch.tensor([9, 1, 2])
-    loss = model.loss(users, pos, neg)
-    user_emb, item_emb = model()
+    loss = model.recommendation_loss(users, pos, neg)
+    user_emb, item_emb = model.get_embedding()
     s_pos = (user_emb[users] * item_emb[pos]).sum(-1)
     s_neg = (user_emb[users] * item_emb[neg]).sum(-1)
     expected = -torch.log(torch.sigmoid(s_pos - s_neg)).mean()
@@ -94,8 +96,11 @@ def test_loss_is_bpr_and_differentiable():
 def test_recommend_excludes_seen_items():
     model = STAIR.from_data(make_data(), embedding_dim=8)
     users = torch.tensor([3, 1, 7])
-    top = model.recommend(users, k=5)
-    user_emb, item_emb = model.embeddings()
+    top = model.recommend(users, k=5, exclude_edge_index=model.train_edge_index)
+    # Users scored in blocks give the same lists.
+    assert torch.equal(model.recommend(users, k=5, exclude_edge_index=model.train_edge_index,
+                                       batch_size=2), top)
+    user_emb, item_emb = model.get_embedding()
     scores = (user_emb[users] @ item_emb.t()).detach()
     e = model.train_edge_index
     for row, user in enumerate(users.tolist()):
@@ -104,7 +109,7 @@ def test_recommend_excludes_seen_items():
         scores[row, list(seen)] = float("-inf")
     assert torch.equal(top, scores.topk(5, dim=1).indices)
     assert model.recommend(k=3).shape == (model.num_users, 3)
-    assert torch.equal(model.recommend(users, k=5, exclude_seen=False),
+    assert torch.equal(model.recommend(users, k=5),
                        (user_emb[users] @ item_emb.t()).topk(5, dim=1).indices)
     with pytest.raises(ValueError):
         model.recommend(users, k=0)
@@ -117,30 +122,30 @@ def test_stepwise_optimizer_wiring_and_training():
     assert isinstance(opt, StepwiseAdamW)
     users_group, items_group = opt.param_groups
     assert users_group["graph"] is None
-    assert items_group["graph"][0] is model.item_edge_index
+    assert items_group["graph"] is model.item_adj
     assert torch.allclose(items_group["beta"], 1 - stepwise_beta(16, 0.2))
     assert items_group["num_layers"] == 2 and items_group["weight_decay"] == 0.1
     e = model.train_edge_index
     gen = torch.Generator().manual_seed(1)
     neg = torch.randint(0, model.num_items, (e.size(1),), generator=gen)
-    first = model.loss(e[0], e[1], neg).item()
+    first = model.recommendation_loss(e[0], e[1], neg).item()
     for _ in range(30):
         opt.zero_grad()
-        model.loss(e[0], e[1], neg).backward()
+        model.recommendation_loss(e[0], e[1], neg).backward()
         opt.step()
-    assert model.loss(e[0], e[1], neg).item() < first
+    assert model.recommendation_loss(e[0], e[1], neg).item() < first
 
 
 def test_without_modalities_random_init_and_plain_adamw():
     torch.manual_seed(0)
     model = STAIR.from_data(make_data(num_users=200, num_items=300, features=()),
                             embedding_dim=16)
-    assert model.item_edge_index is None
+    assert model.item_adj is None
     std = model.item_embedding.weight.detach().std().item()
     assert 0.8e-4 < std < 1.2e-4
-    opt = model.stepwise_optimizer(lr=0.01)
+    opt = model.configure_optimizer(lr=0.01)
     assert all(group["graph"] is None for group in opt.param_groups)
-    users, items = model.embeddings()
+    users, items = model.get_embedding()
     assert torch.isfinite(users).all() and torch.isfinite(items).all()
 
 
@@ -158,8 +163,8 @@ def test_low_dimensional_modality_and_hparams_round_trip():
     assert set(state) == {"user_embedding.weight", "item_embedding.weight", "conv.beta"}
     rebuilt.load_state_dict(state)
     clone = copy.deepcopy(model).double()
-    assert clone.embeddings()[0].dtype == torch.float64
-    assert rel_err(clone.embeddings()[1], model.embeddings()[1]) < 1e-5
+    assert clone.get_embedding()[0].dtype == torch.float64
+    assert rel_err(clone.get_embedding()[1], model.get_embedding()[1]) < 1e-5
 
 
 def test_batch_loss_gradient_equals_full_propagation_gradient():
@@ -169,11 +174,11 @@ def test_batch_loss_gradient_equals_full_propagation_gradient():
     gen = torch.Generator().manual_seed(4)
     users = torch.randint(1, 50, (12,), generator=gen)
     pos, neg = torch.randint(0, 60, (12,), generator=gen), torch.randint(0, 60, (12,), generator=gen)
-    loss = model.loss(users, pos, neg)
+    loss = model.recommendation_loss(users, pos, neg)
     loss.backward()
     grads = [p.grad.clone() for p in (model.user_embedding.weight, model.item_embedding.weight)]
     model.zero_grad()
-    full = model.recommendation_loss(users, pos, neg, embeddings=model())
+    full = model.recommendation_loss(users, pos, neg, embeddings=model.get_embedding())
     full.backward()
     torch.testing.assert_close(loss, full)
     torch.testing.assert_close(grads[0], model.user_embedding.weight.grad)

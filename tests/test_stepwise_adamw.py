@@ -4,7 +4,9 @@ import pytest
 import torch
 
 from stair_pyg.nn import stepwise_beta
+from stair_pyg.nn.sparse import SparseAdjBuffer, to_sparse_adj
 from stair_pyg.optim import StepwiseAdamW
+from stair_pyg.optim.stepwise_adamw import has_fused_adamw
 
 
 def random_graph(n, num_edges, seed, symmetric):
@@ -16,6 +18,10 @@ def random_graph(n, num_edges, seed, symmetric):
     if symmetric:
         edge_index = torch.cat([edge_index, edge_index.flip(0)], dim=1)
     return edge_index, torch.rand(edge_index.size(1), generator=gen)
+
+
+def as_graph(edge_index, edge_weight, n):
+    return to_sparse_adj(edge_index, n, edge_weight)
 
 
 def reference_run(p0s, grads, lr, wd, betas, eps, graph=None, w=None, num_layers=0):
@@ -100,7 +106,7 @@ def test_smoothed_group_matches_reference(n_rows, channels, gamma, num_layers, s
     users = torch.nn.Parameter(users0.clone())
     items = [torch.nn.Parameter(p.clone()) for p in items0]
     opt = StepwiseAdamW([{"params": [users]},
-                         {"params": items, "graph": (edge_index, edge_weight), "beta": w,
+                         {"params": items, "graph": as_graph(edge_index, edge_weight, n), "beta": w,
                           "num_layers": num_layers}],
                         lr=0.01, weight_decay=0.1, betas=(0.9, 0.999), eps=1e-8, fused=fused)
     run(opt, [users] + items, grads)
@@ -122,7 +128,7 @@ def test_weight_one_is_plain_average_of_hops():
     p0, g = torch.randn(n, d), torch.randn(n, d)
     w = torch.ones(d)
     p = torch.nn.Parameter(p0.clone())
-    run(StepwiseAdamW([{"params": [p], "graph": (edge_index, edge_weight), "beta": w,
+    run(StepwiseAdamW([{"params": [p], "graph": as_graph(edge_index, edge_weight, n), "beta": w,
                         "num_layers": num_layers}], lr=0.1), [p], [[g]])
     ref = reference_run([p0], [[g]], 0.1, 0.0, (0.9, 0.999), 1e-8, (edge_index, edge_weight), w,
                         num_layers)
@@ -137,9 +143,11 @@ def test_state_dict_round_trip():
     w = 1 - stepwise_beta(d, 0.2)
     grads = [[torch.randn(5, d), torch.randn(n, d)] for _ in range(6)]
 
+    graph = as_graph(edge_index, edge_weight, n)
+
     def make(u, i):
         return StepwiseAdamW([{"params": [u]},
-                              {"params": [i], "graph": (edge_index, edge_weight), "beta": w,
+                              {"params": [i], "graph": graph, "beta": w,
                                "num_layers": 2}], lr=0.02, weight_decay=0.05)
 
     u, i = torch.nn.Parameter(torch.randn(5, d)), torch.nn.Parameter(torch.randn(n, d))
@@ -156,7 +164,7 @@ def test_state_dict_round_trip():
     u2, i2 = torch.nn.Parameter(saved["u"]), torch.nn.Parameter(saved["i"])
     opt2 = make(u2, i2)
     opt2.load_state_dict(saved["opt"])
-    assert opt2.param_groups[1]["graph"][0] is edge_index  # the graph survives the load
+    assert opt2.param_groups[1]["graph"] is graph  # the graph survives the load
     assert int(opt2.state[i2]["step"]) == 3
     run(opt2, [u2, i2], grads[3:])
     assert torch.equal(u, u2) and torch.equal(i, i2)
@@ -164,19 +172,54 @@ def test_state_dict_round_trip():
 
 def test_errors():
     p = torch.nn.Parameter(torch.randn(4, 3))
-    edge_index = torch.tensor([[0, 1], [1, 0]])
+    graph = as_graph(torch.tensor([[0, 1], [1, 0]]), None, 4)
     with pytest.raises(ValueError, match="beta"):
-        StepwiseAdamW([{"params": [p], "graph": (edge_index, None), "num_layers": 1}])
+        StepwiseAdamW([{"params": [p], "graph": graph, "num_layers": 1}])
     with pytest.raises(ValueError, match="shape"):
-        StepwiseAdamW([{"params": [p], "graph": (edge_index, None), "beta": torch.ones(2)}])
-    with pytest.raises(ValueError, match="node"):
-        StepwiseAdamW([{"params": [p], "graph": (torch.tensor([[0], [9]]), None),
+        StepwiseAdamW([{"params": [p], "graph": graph, "beta": torch.ones(2)}])
+    with pytest.raises(ValueError, match="rows"):
+        StepwiseAdamW([{"params": [p], "graph": as_graph(torch.tensor([[0], [9]]), None, 10),
+                        "beta": torch.ones(3)}])
+    with pytest.raises(ValueError, match="SparseAdj"):
+        StepwiseAdamW([{"params": [p], "graph": (torch.tensor([[0], [1]]), None),
                         "beta": torch.ones(3)}])
     with pytest.raises(ValueError):
         StepwiseAdamW([p], lr=-1.0)
     q = torch.nn.Parameter(torch.randn(2, 3))
-    opt = StepwiseAdamW([{"params": [p, q], "graph": (edge_index, None),
+    opt = StepwiseAdamW([{"params": [p, q], "graph": as_graph(torch.tensor([[0, 1], [1, 0]]),
+                                                                 None, 6),
                           "beta": torch.ones(3), "num_layers": 1}])
     p.grad = torch.randn(4, 3)
     with pytest.raises(RuntimeError, match="gradient"):
         opt.step()
+
+
+def test_fused_kernel_signature_matches_the_step_by_step_update():
+    # Fails loudly if torch changes the private kernel behind fused_adamw_direction.
+    if not has_fused_adamw():
+        pytest.skip("this torch build has no fused AdamW kernel")
+    torch.manual_seed(0)
+    p0, g = torch.randn(6, 4), torch.randn(6, 4)
+    fused, plain = torch.nn.Parameter(p0.clone()), torch.nn.Parameter(p0.clone())
+    for p, flag in ((fused, True), (plain, False)):
+        opt = StepwiseAdamW([p], lr=0.05, weight_decay=0.1, fused=flag)
+        for _ in range(3):
+            p.grad = g.clone()
+            opt.step()
+    assert rel_err(fused - p0, plain - p0.double()) < 1e-6
+    assert StepwiseAdamW([fused], fused=True).fused
+
+
+def test_graph_buffer_follows_the_model_and_steps_stay_on_the_parameter_device():
+    n, d = 12, 4
+    edge_index, edge_weight = random_graph(n, 40, seed=4, symmetric=True)
+    holder = torch.nn.Module()
+    holder.items = torch.nn.Parameter(torch.randn(n, d))
+    holder.graph = SparseAdjBuffer(as_graph(edge_index, edge_weight, n))
+    opt = StepwiseAdamW([{"params": [holder.items], "graph": holder.graph, "beta": torch.ones(d),
+                          "num_layers": 2}], lr=0.01)
+    holder.double()  # the optimizer reads the moved graph at its next step
+    holder.items.grad = torch.randn(n, d, dtype=torch.float64)
+    opt.step()
+    assert opt.state[holder.items]["step"].device == holder.items.device
+    assert holder.graph.get().adj.dtype == torch.float64

@@ -4,12 +4,13 @@ import numpy as np
 import pytest
 import torch
 
+from stair_pyg.data import make_synthetic
 from stair_pyg.data.hetero import EDGE, RecDataset, Splits, build_hetero_data
 from stair_pyg.eval import evaluate
 from stair_pyg.models.base import Recommender, bpr_loss
 from stair_pyg.nn.sparse import SparseAdj
-from stair_pyg.train import Trainer, move_to_device, run_experiment
-from stair_pyg.train import trainer as trainer_module
+from stair_pyg.train import Trainer, build_model, run_experiment
+from stair_pyg.train import experiment as trainer_module
 
 
 def tiny_dataset(seed=0, num_users=60, num_items=40, features=True):
@@ -90,13 +91,13 @@ class Scripted(Recommender):
     def pre_epoch(self, epoch):
         self.phase.fill_(self.schedule.get(epoch, 0))
 
-    def embeddings(self):
+    def get_embedding(self):
         user, item = self.noise
         if int(self.phase) > 0:
             user = user + self.oracle[int(self.phase)]
         return user, item
 
-    def loss(self, users, pos, neg):
+    def recommendation_loss(self, users, pos, neg):
         return bpr_loss(self.w * 0 + 1, self.w * 0) + (self.w ** 2).sum()
 
 
@@ -152,9 +153,9 @@ def test_no_leakage_into_the_propagation_graph(monkeypatch, name):
     built = {}
     original = trainer_module.build_model
 
-    def spy(model_config, data):
+    def spy(model_config, data, device=None):
         built["data"] = data
-        built["model"] = original(model_config, data)
+        built["model"] = original(model_config, data, device)
         return built["model"]
 
     monkeypatch.setattr(trainer_module, "build_model", spy)
@@ -182,19 +183,18 @@ def test_no_leakage_into_the_propagation_graph(monkeypatch, name):
     assert found, "no user-item propagation graph found on the model"
 
 
-def test_move_to_device_moves_plain_attribute_graphs():
-    class WithGraph(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.lin = torch.nn.Linear(2, 2)
-            self.adj = SparseAdj(torch.eye(3).to_sparse_csr())
-            self.graphs = [torch.ones(2)]
-            self.name = "x"
-
-    model = WithGraph()
-    assert move_to_device(model, "cpu") is model
-    assert model.adj.adj.device.type == "cpu" and model.name == "x"
-    if torch.cuda.is_available():  # pragma: no cover - exercised on GPU machines
-        move_to_device(model, "cuda")
-        assert model.adj.adj.device.type == "cuda" and model.graphs[0].is_cuda
-        assert model.lin.weight.is_cuda
+def test_model_moves_with_to_and_hooks_still_register_after_training_starts():
+    ds = make_synthetic(num_users=40, num_items=30, seed=0)
+    model = build_model({"name": "stair"}, ds.data)
+    trainer = Trainer(model, ds, {"epochs": 1, "device": "cpu"}, progress=False)
+    assert trainer.model is model
+    trainer.train_epoch(1)
+    calls = []
+    handle = model.register_forward_hook(lambda module, args, out: calls.append(1))
+    model(torch.tensor([0, 1]), torch.tensor([2, 3]))
+    handle.remove()
+    assert calls == [1]
+    # The graphs are sub-module buffers: Module.to moves them, the state_dict does not hold them.
+    model.double()
+    assert model.adjacency().adj.dtype == torch.float64
+    assert not any("adj" in key for key in model.state_dict())

@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     from stair_pyg.eval import evaluate
     from stair_pyg.data import DataError
     from stair_pyg.train import CheckpointError
-    from stair_pyg.train.trainer import load_trained
+    from stair_pyg.train import load_trained
 
     try:
         model, dataset, state = load_trained(args.checkpoint, args.device)

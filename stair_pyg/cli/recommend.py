@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     from stair_pyg.eval import recommend_topk
     from stair_pyg.data import DataError
     from stair_pyg.train import CheckpointError
-    from stair_pyg.train.trainer import load_trained
+    from stair_pyg.train import load_trained
 
     if args.k <= 0:
         print("error: --k must be positive", file=sys.stderr)
@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     splits = dataset.splits
     seen = splits.train if args.exclude == "train" else torch.cat(list(splits), dim=1)
     with torch.no_grad():
-        user_emb, item_emb = model.embeddings()
+        user_emb, item_emb = model.get_embedding()
     out = open(args.output, "w") if args.output is not None else sys.stdout
     try:
         if args.output is not None:

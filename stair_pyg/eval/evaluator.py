@@ -20,78 +20,9 @@ from torch import Tensor
 
 from stair_pyg.data.hetero import Splits
 from stair_pyg.eval.metrics import metric_sums
+from stair_pyg.nn.retrieval import PairIndex, topk_items
 
 COLD_PREFIX = "cold/"
-
-
-class PairIndex:
-    r"""A set of ``(user, item)`` pairs, stored as the sorted unique keys
-    :math:`u \cdot I + i` with per-user offsets (a CSR matrix without values).
-
-    Membership tests are one :func:`torch.searchsorted` over all queries at once.
-
-    Args:
-        edge_index (torch.Tensor): Pairs ``[2, E]`` (user ids, item ids); duplicates are removed.
-        num_users (int): Number of users :math:`U`.
-        num_items (int): Number of items :math:`I`.
-    """
-
-    def __init__(self, edge_index: Tensor, num_users: int, num_items: int):
-        edge_index = torch.as_tensor(edge_index, dtype=torch.long)
-        if edge_index.dim() != 2 or edge_index.size(0) != 2:
-            raise ValueError(f"pairs must have shape [2, E], got {tuple(edge_index.shape)}")
-        if edge_index.numel() > 0:
-            if int(edge_index[0].min()) < 0 or int(edge_index[0].max()) >= num_users:
-                raise ValueError(f"user ids must lie in [0, {num_users})")
-            if int(edge_index[1].min()) < 0 or int(edge_index[1].max()) >= num_items:
-                raise ValueError(f"item ids must lie in [0, {num_items})")
-        self.num_users = int(num_users)
-        self.num_items = int(num_items)
-        self.keys = torch.unique(edge_index[0] * self.num_items + edge_index[1])  # sorted
-        users = torch.div(self.keys, self.num_items, rounding_mode="floor")
-        self.items = self.keys - users * self.num_items
-        bounds = torch.arange(self.num_users + 1, device=self.keys.device) * self.num_items
-        self.ptr = torch.searchsorted(self.keys, bounds)
-
-    def to(self, device: torch.device | str) -> "PairIndex":
-        out = PairIndex.__new__(PairIndex)
-        out.num_users, out.num_items = self.num_users, self.num_items
-        out.keys, out.items, out.ptr = (self.keys.to(device), self.items.to(device),
-                                        self.ptr.to(device))
-        return out
-
-    def __len__(self) -> int:
-        return int(self.keys.numel())
-
-    def counts(self, users: Tensor) -> Tensor:
-        r"""Number of pairs of every user in :obj:`users`."""
-        return self.ptr[users + 1] - self.ptr[users]
-
-    def degrees(self) -> Tensor:
-        r"""Number of pairs of every user ``[U]``."""
-        return self.ptr[1:] - self.ptr[:-1]
-
-    def users(self) -> Tensor:
-        r"""The users that have at least one pair, ascending."""
-        return torch.nonzero(self.degrees() > 0).view(-1)
-
-    def contains(self, users: Tensor, items: Tensor) -> Tensor:
-        r"""Whether ``(users[b], items[b, ...])`` is in the set, elementwise; :obj:`users` is
-        broadcast against :obj:`items` along the leading dimension."""
-        if self.keys.numel() == 0:
-            return torch.zeros(items.shape, dtype=torch.bool, device=items.device)
-        shape = (-1,) + (1,) * (items.dim() - 1)
-        query = users.view(shape) * self.num_items + items
-        pos = torch.searchsorted(self.keys, query).clamp(max=self.keys.numel() - 1)
-        return self.keys[pos] == query
-
-    def entries(self, users: Tensor) -> Tuple[Tensor, Tensor]:
-        r"""All pairs of the given users as ``(row, item)``: :obj:`row` indexes :obj:`users`."""
-        start, count = self.ptr[users], self.counts(users)
-        row = torch.repeat_interleave(torch.arange(users.numel(), device=users.device), count)
-        offset = torch.arange(row.numel(), device=users.device)
-        offset = offset - torch.repeat_interleave(count.cumsum(0) - count, count)
-        return row, self.items[start[row] + offset]
 
 
 def available_memory(device: torch.device) -> int:
@@ -114,23 +45,6 @@ def block_size(num_items: int, device: torch.device, batch_users: Optional[int] 
     bound = int(memory_fraction * available_memory(device)) // (16 * max(num_items, 1))
     bound = max(bound, 1)
     return max(1, min(bound, batch_users)) if batch_users else bound
-
-
-def _topk_blocks(user_emb: Tensor, item_emb: Tensor, users: Tensor, exclude: Optional[PairIndex],
-                 k: int, batch_users: Optional[int]):
-    r"""Yields ``(block_users, top_items [b, k], top_scores [b, k])`` with excluded pairs
-    scored :math:`-\infty`."""
-    num_items = item_emb.size(0)
-    step = block_size(num_items, user_emb.device, batch_users)
-    item_t = item_emb.t()
-    for start in range(0, users.numel(), step):
-        block = users[start:start + step]
-        scores = user_emb[block] @ item_t
-        if exclude is not None:
-            row, col = exclude.entries(block)
-            scores[row, col] = float("-inf")
-        top_scores, top_items = torch.topk(scores, min(k, num_items), dim=1)
-        yield block, top_items, top_scores
 
 
 @torch.no_grad()
@@ -190,8 +104,9 @@ def evaluate_embeddings(
     sums: Dict[str, float] = {}
     cold_sums: Dict[str, float] = {}
     n_users = n_cold_users = 0
-    for block, top_items, top_scores in _topk_blocks(user_emb, item_emb, target.users(), exclude,
-                                                     k_max, batch_users):
+    step = block_size(num_items, user_emb.device, batch_users)
+    for block, top_items, top_scores in topk_items(user_emb, item_emb, target.users(), exclude,
+                                                   k_max, step):
         valid_rank = torch.isfinite(top_scores)
         hits = target.contains(block, top_items) & valid_rank
         if hits.size(1) < k_max:  # fewer items than K: the missing positions are misses
@@ -238,7 +153,7 @@ def evaluate(
     was_training = model.training
     model.eval()
     try:
-        user_emb, item_emb = model.embeddings()
+        user_emb, item_emb = model.get_embedding()
     finally:
         model.train(was_training)
     return evaluate_embeddings(user_emb.detach(), item_emb.detach(), splits, which, ks,
@@ -278,4 +193,5 @@ def recommend_topk(
     index = None
     if exclude is not None:
         index = PairIndex(exclude.to(user_emb.device), user_emb.size(0), item_emb.size(0))
-    yield from _topk_blocks(user_emb, item_emb, users, index, k, batch_users)
+    yield from topk_items(user_emb, item_emb, users, index, k,
+                          block_size(item_emb.size(0), user_emb.device, batch_users))

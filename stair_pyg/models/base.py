@@ -1,13 +1,16 @@
 r"""The small interface through which the trainer, the evaluator and the CLI use every model."""
 from __future__ import annotations
 
-from typing import Any, Dict, Tuple
+import copy
+import functools
+import inspect
+from typing import Any, Dict, Optional, Tuple
 
 import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
-from stair_pyg.nn.sparse import SparseAdj
+from stair_pyg.nn.retrieval import PairIndex, topk_items
 
 
 def bpr_loss(pos_score: Tensor, neg_score: Tensor) -> Tensor:
@@ -17,32 +20,64 @@ def bpr_loss(pos_score: Tensor, neg_score: Tensor) -> Tensor:
     return torch.nn.functional.softplus(neg_score - pos_score).mean()
 
 
+def _plain(value: Any) -> Any:
+    # Hyper-parameters as checkpoints store them: tuples become lists, mappings plain dicts.
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return copy.deepcopy(value)
+
+
 class Recommender(torch.nn.Module):
     r"""Base class of every model in :mod:`stair_pyg.models`.
 
     A model scores a user-item pair by the inner product of the representations that
-    :meth:`embeddings` returns. Subclasses implement:
+    :meth:`get_embedding` returns. The method names are those of PyG's
+    :class:`~torch_geometric.nn.models.LightGCN` for the same jobs. Subclasses implement:
 
     * :meth:`from_data` (classmethod): builds and initialises the model from the training graph
       (a :class:`~torch_geometric.data.HeteroData` in the layout of :mod:`stair_pyg.data.hetero`),
-      registering any graph it propagates over as a non-persistent buffer;
-    * :meth:`embeddings`: final user and item representations ``([U, d'], [I, d'])``;
-    * :meth:`loss`: the training loss of one batch of ``(user, positive, negative)`` triples;
-    * :meth:`configure_optimizer` (optional): the optimizer (default: Adam, weight decay as L2).
+      holding any graph it propagates over as a
+      :class:`~stair_pyg.nn.sparse.SparseAdjBuffer` (so that ``model.to(device)`` moves it and
+      checkpoints hold parameters only);
+    * :meth:`get_embedding`: final user and item representations ``([U, d'], [I, d'])``;
+    * :meth:`recommendation_loss`: the training loss of one batch of
+      ``(user, positive, negative)`` triples;
+    * :meth:`reset_parameters`: the initialisation of the parameters;
+    * :meth:`configure_optimizer` (optional): the optimizer (default: Adam, weight decay as L2);
     * :meth:`pre_epoch` (optional): work done once per epoch (edge re-sampling, for example).
 
-    Hyper-parameters are plain constructor arguments, recorded in :attr:`hparams` so that a
-    checkpoint can rebuild the model.
-
-    Graphs kept as :class:`~stair_pyg.nn.sparse.SparseAdj` attributes (of the model or of any of
-    its sub-modules) follow ``model.to(device)`` like buffers do, but stay out of the
-    ``state_dict``: a checkpoint holds parameters only, and the graphs are rebuilt from the data.
+    The base class gives :meth:`forward` / :meth:`predict_link` (scores of user-item pairs),
+    :meth:`recommend` (top-:math:`k` lists) and :attr:`hparams`: the constructor's
+    hyper-parameters (its arguments with defaults), captured when the model is built, which
+    :meth:`from_data` takes back to rebuild the model.
     """
 
     num_users: int
     num_items: int
     #: Whether the model reads the items' modality features (``data["item"].<name>_feat``).
     uses_item_features: bool = False
+    _hparams: Dict[str, Any]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        if init is None:
+            return
+        signature = inspect.signature(init)
+        names = [p.name for p in list(signature.parameters.values())[1:]
+                 if p.default is not inspect.Parameter.empty]
+
+        @functools.wraps(init)
+        def __init__(self, *args: Any, **kw: Any) -> None:
+            init(self, *args, **kw)
+            if type(self).__init__ is __init__:  # the outermost constructor records
+                bound = signature.bind(self, *args, **kw)
+                bound.apply_defaults()
+                self._hparams = {name: _plain(bound.arguments[name]) for name in names}
+
+        cls.__init__ = __init__  # type: ignore[method-assign]
 
     @classmethod
     def from_data(cls, data: HeteroData, **hparams: Any) -> "Recommender":
@@ -50,12 +85,20 @@ class Recommender(torch.nn.Module):
 
     @property
     def hparams(self) -> Dict[str, Any]:
-        return dict(getattr(self, "_hparams", {}))
+        r"""The hyper-parameters the model was built with (a copy)."""
+        return _plain(getattr(self, "_hparams", {}))
 
-    def embeddings(self) -> Tuple[Tensor, Tensor]:
+    def reset_parameters(self) -> None:
         raise NotImplementedError
 
-    def loss(self, users: Tensor, pos_items: Tensor, neg_items: Tensor) -> Tensor:
+    def get_embedding(self) -> Tuple[Tensor, Tensor]:
+        r"""Final user and item representations ``([U, d'], [I, d'])``."""
+        raise NotImplementedError
+
+    def recommendation_loss(self, users: Tensor, pos_items: Tensor,
+                            neg_items: Tensor) -> Tensor:
+        r"""The training loss of a batch of ``(user, positive item, negative item)`` ids
+        ``[B]`` each."""
         raise NotImplementedError
 
     def configure_optimizer(self, lr: float, weight_decay: float) -> torch.optim.Optimizer:
@@ -64,19 +107,53 @@ class Recommender(torch.nn.Module):
     def pre_epoch(self, epoch: int) -> None:
         return None
 
-    def _apply(self, fn, recurse: bool = True):
-        super()._apply(fn, recurse)
-        for module in self.modules():
-            for name, value in list(vars(module).items()):
-                if isinstance(value, SparseAdj):
-                    adj = fn(value.adj)
-                    adj_t = adj if value.symmetric else fn(value.adj_t)
-                    setattr(module, name, SparseAdj(adj, adj_t, symmetric=value.symmetric))
-        return self
+    def forward(self, users: Tensor, items: Tensor) -> Tensor:
+        r"""Scores :math:`\mathbf{e}_u^\top \mathbf{e}_i` of the pairs ``(users[b], items[b])``
+        ``[B]``."""
+        user_emb, item_emb = self.get_embedding()
+        return (user_emb[users] * item_emb[items]).sum(dim=-1)
 
     @torch.no_grad()
-    def score(self, users: Tensor, items: Tensor | None = None) -> Tensor:
-        r"""Scores ``[len(users), I]`` (or ``[len(users), len(items)]``)."""
-        user_emb, item_emb = self.embeddings()
-        item_emb = item_emb if items is None else item_emb[items]
-        return user_emb[users] @ item_emb.t()
+    def predict_link(self, users: Tensor, items: Tensor, prob: bool = False) -> Tensor:
+        r"""Scores of the pairs ``(users[b], items[b])``, or with :obj:`prob` their sigmoid."""
+        score = self(users, items)
+        return score.sigmoid() if prob else score
+
+    @torch.no_grad()
+    def recommend(self, users: Optional[Tensor] = None, k: int = 20,
+                  exclude_edge_index: Optional[Tensor] = None,
+                  batch_size: int = 4096) -> Tensor:
+        r"""Top-:obj:`k` items per user by score, best first.
+
+        Users are scored in blocks of :obj:`batch_size` rows, so memory is
+        :math:`O(\text{batch\_size} \cdot I)` whatever the number of users.
+
+        Args:
+            users (torch.Tensor, optional): User ids ``[B]``. (default: all users)
+            k (int, optional): Items per user. (default: :obj:`20`)
+            exclude_edge_index (torch.Tensor, optional): Interactions ``[2, E]`` (user ids,
+                item ids) never recommended, usually the training interactions.
+                (default: :obj:`None`)
+            batch_size (int, optional): Users scored at once. (default: :obj:`4096`)
+
+        Returns:
+            Item ids ``[B, k]``.
+        """
+        if not 0 < k <= self.num_items:
+            raise ValueError(f"k must be in 1..{self.num_items}, got {k}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        user_emb, item_emb = self.get_embedding()
+        users = torch.arange(self.num_users) if users is None else users
+        users = users.to(user_emb.device)
+        exclude = None
+        if exclude_edge_index is not None:
+            exclude = PairIndex(exclude_edge_index.to(user_emb.device), self.num_users,
+                                self.num_items)
+        out = [items for _, items, _ in topk_items(user_emb, item_emb, users, exclude, k,
+                                                   batch_size)]
+        return torch.cat(out) if out else users.new_empty(0, k)
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{key}={value!r}" for key, value in self.hparams.items())
+        return f"{self.__class__.__name__}({self.num_users}, {self.num_items}, {args})"

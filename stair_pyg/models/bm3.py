@@ -9,10 +9,9 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 
 from stair_pyg.data.hetero import num_users_items, train_edge_index
-from stair_pyg.models._common import (SparseBuffer, embedding_norm_loss, layer_mean,
-                                      require_modalities, xavier_table)
+from stair_pyg.models._common import embedding_norm_loss, layer_mean, require_modalities
 from stair_pyg.models.base import Recommender
-from stair_pyg.nn.sparse import SparseAdj, user_item_adjacency
+from stair_pyg.nn.sparse import SparseAdj, SparseAdjBuffer, user_item_adjacency
 
 
 def bootstrap_loss(online: Tensor, target: Tensor) -> Tensor:
@@ -65,7 +64,7 @@ class BM3(Recommender):
             (default: all).
 
     Shapes:
-        - **embeddings():** ``([U, d], [I, d])``
+        - **get_embedding():** ``([U, d], [I, d])``
     """
 
     uses_item_features = True
@@ -82,14 +81,9 @@ class BM3(Recommender):
         self.num_users, self.num_items = int(num_users), int(num_items)
         self.num_layers, self.dropout = int(num_layers), float(dropout)
         self.reg_weight, self.cl_weight = float(reg_weight), float(cl_weight)
-        self._hparams = dict(embedding_dim=int(embedding_dim), num_layers=self.num_layers,
-                             dropout=self.dropout, reg_weight=self.reg_weight,
-                             cl_weight=self.cl_weight, train_features=bool(train_features),
-                             modalities=None if modalities is None else list(modalities))
-        self.user_embedding = xavier_table(num_users, embedding_dim)
-        self.item_id_embedding = xavier_table(num_items, embedding_dim)
+        self.user_embedding = torch.nn.Parameter(torch.empty(num_users, embedding_dim))
+        self.item_id_embedding = torch.nn.Parameter(torch.empty(num_items, embedding_dim))
         self.predictor = torch.nn.Linear(embedding_dim, embedding_dim)
-        torch.nn.init.xavier_normal_(self.predictor.weight)
         self.modalities = list(features)
         self.features = torch.nn.ParameterDict({
             m: torch.nn.Parameter(x.float().clone(), requires_grad=bool(train_features))
@@ -97,8 +91,17 @@ class BM3(Recommender):
         self.projections = torch.nn.ModuleDict()
         for m, x in features.items():
             self.projections[m] = torch.nn.Linear(x.size(1), embedding_dim)
-            torch.nn.init.xavier_normal_(self.projections[m].weight)
-        self.norm_adj = SparseBuffer(user_item_adjacency(edge_index, num_users, num_items))
+        self.norm_adj = SparseAdjBuffer(user_item_adjacency(edge_index, num_users, num_items))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        r"""MMRec's initialisation: Xavier-uniform ID tables, Xavier-normal predictor and
+        projections; the feature tables keep their values (they start as the data)."""
+        torch.nn.init.xavier_uniform_(self.user_embedding)
+        torch.nn.init.xavier_uniform_(self.item_id_embedding)
+        for layer in [self.predictor, *self.projections.values()]:
+            layer.reset_parameters()
+            torch.nn.init.xavier_normal_(layer.weight)
 
     @classmethod
     def from_data(cls, data: HeteroData, **hparams: Any) -> "BM3":
@@ -113,11 +116,12 @@ class BM3(Recommender):
         out = layer_mean(adj, x, self.num_layers)
         return out[:self.num_users], out[self.num_users:] + self.item_id_embedding
 
-    def embeddings(self) -> Tuple[Tensor, Tensor]:
+    def get_embedding(self) -> Tuple[Tensor, Tensor]:
         user, item = self.encode()
         return self.predictor(user), self.predictor(item)
 
-    def loss(self, users: Tensor, pos_items: Tensor, neg_items: Tensor) -> Tensor:
+    def recommendation_loss(self, users: Tensor, pos_items: Tensor,
+                            neg_items: Tensor) -> Tensor:
         user_all, item_all = self.encode()
         u, i = user_all[users], item_all[pos_items]
         with torch.no_grad():

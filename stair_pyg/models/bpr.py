@@ -1,7 +1,7 @@
 r"""Matrix factorisation trained with BPR, as in MMRec's ``BPR`` baseline."""
 from __future__ import annotations
 
-from typing import Any, Tuple
+from typing import Tuple
 
 import torch
 from torch import Tensor
@@ -39,7 +39,7 @@ class BPRMF(Recommender):
             (MMRec searches :math:`\{2, 1, 10^{-1}, \dots, 10^{-5}\}`). (default: :obj:`1e-4`)
 
     Shapes:
-        - **embeddings():** ``([num_users, embedding_dim], [num_items, embedding_dim])``
+        - **get_embedding():** ``([num_users, embedding_dim], [num_items, embedding_dim])``
     """
 
     def __init__(self, num_users: int, num_items: int, embedding_dim: int = 64,
@@ -55,8 +55,6 @@ class BPRMF(Recommender):
         self.reg_weight = float(reg_weight)
         self.user_emb = torch.nn.Embedding(self.num_users, self.embedding_dim)
         self.item_emb = torch.nn.Embedding(self.num_items, self.embedding_dim)
-        self._hparams = {"num_users": self.num_users, "num_items": self.num_items,
-                         "embedding_dim": self.embedding_dim, "reg_weight": self.reg_weight}
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -65,22 +63,17 @@ class BPRMF(Recommender):
 
     @classmethod
     def from_data(cls, data: HeteroData, embedding_dim: int = 64,
-                  reg_weight: float = 1e-4, **kwargs: Any) -> "BPRMF":
+                  reg_weight: float = 1e-4) -> "BPRMF":
         r"""Builds the model for the users and items of :obj:`data` (the interactions themselves
         are not used: matrix factorisation propagates over no graph)."""
         num_users, num_items = num_users_items(data)
-        for key in ("num_users", "num_items"):  # given back by a checkpoint's hparams
-            if key in kwargs and int(kwargs.pop(key)) != (num_users if key == "num_users"
-                                                          else num_items):
-                raise ValueError(f"'{key}' in the hyper-parameters does not match the data")
-        if kwargs:
-            raise TypeError(f"BPRMF got unknown hyper-parameters {sorted(kwargs)}")
         return cls(num_users, num_items, embedding_dim=embedding_dim, reg_weight=reg_weight)
 
-    def embeddings(self) -> Tuple[Tensor, Tensor]:
+    def get_embedding(self) -> Tuple[Tensor, Tensor]:
         return self.user_emb.weight, self.item_emb.weight
 
-    def loss(self, users: Tensor, pos_items: Tensor, neg_items: Tensor) -> Tensor:
+    def recommendation_loss(self, users: Tensor, pos_items: Tensor,
+                            neg_items: Tensor) -> Tensor:
         u = self.user_emb(users)
         p = self.item_emb(pos_items)
         n = self.item_emb(neg_items)
@@ -89,7 +82,3 @@ class BPRMF(Recommender):
             reg = (u.norm() + p.norm() + n.norm()) / users.numel()
             loss = loss + self.reg_weight * reg
         return loss
-
-    def __repr__(self) -> str:
-        return (f"{self.__class__.__name__}({self.num_users}, {self.num_items}, "
-                f"embedding_dim={self.embedding_dim}, reg_weight={self.reg_weight})")

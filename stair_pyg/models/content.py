@@ -30,7 +30,7 @@ class ContentBPR(VBPR):
         modalities (list of str, optional): Which modalities to use (default: all).
 
     Shapes:
-        - **embeddings():** ``([U, d (+1)], [I, d (+1)])``
+        - **get_embedding():** ``([U, d (+1)], [I, d (+1)])``
     """
 
     def __init__(self, num_users: int, num_items: int, features: Dict[str, Tensor],
@@ -39,4 +39,3 @@ class ContentBPR(VBPR):
         super().__init__(num_users, num_items, features, embedding_dim=embedding_dim,
                          id_embedding_dim=0, reg_weight=reg_weight, use_bias=use_bias,
                          modalities=modalities)
-        del self._hparams["id_embedding_dim"]

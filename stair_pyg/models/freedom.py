@@ -8,11 +8,12 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 
 from stair_pyg.data.hetero import num_users_items, train_edge_index
-from stair_pyg.models._common import SparseBuffer, layer_mean, require_modalities, xavier_table
+from stair_pyg.models._common import layer_mean, require_modalities
 from stair_pyg.models.base import Recommender, bpr_loss
 from stair_pyg.nn.knn import METHODS as KNN_METHODS
 from stair_pyg.nn.knn import knn_cosine
-from stair_pyg.nn.sparse import SparseAdj, csr_from_edge_index, user_item_adjacency
+from stair_pyg.nn.sparse import (SparseAdj, SparseAdjBuffer, csr_from_edge_index, gcn_normalize,
+                                 user_item_adjacency)
 
 
 def modality_weights(modalities: List[str], mm_image_weight: float) -> Dict[str, float]:
@@ -41,17 +42,13 @@ def knn_item_graph(features: Dict[str, Tensor], k: int, weights: Dict[str, float
     :obj:`method` is its :obj:`"exact"` or approximate :obj:`"ivf"` search.
     """
     num_items = next(iter(features.values())).size(0)
-    rows, cols, vals = [], [], []
+    total = None
     for name, x in features.items():
         edge_index = knn_cosine(x, min(k, num_items), exclude_self=False, method=method)
-        deg = torch.bincount(edge_index[0], minlength=num_items).to(x.dtype)
-        inv_sqrt = deg.pow(-0.5)
-        rows.append(edge_index[0])
-        cols.append(edge_index[1])
-        vals.append(weights[name] * inv_sqrt[edge_index[0]] * inv_sqrt[edge_index[1]])
-    edge_index = torch.stack([torch.cat(rows), torch.cat(cols)])
-    adj = csr_from_edge_index(edge_index, torch.cat(vals), (num_items, num_items))
-    return SparseAdj(adj, symmetric=False)
+        adj = gcn_normalize(csr_from_edge_index(edge_index, None, (num_items, num_items)))
+        adj = adj * weights[name]
+        total = adj if total is None else total + adj
+    return SparseAdj(total, symmetric=False)
 
 
 def degree_sensitive_prune(edge_index: Tensor, num_users: int, num_items: int,
@@ -139,7 +136,7 @@ class FREEDOM(Recommender):
             (default: all).
 
     Shapes:
-        - **embeddings():** ``([U, d], [I, d])``
+        - **get_embedding():** ``([U, d], [I, d])``
     """
 
     uses_item_features = True
@@ -162,15 +159,8 @@ class FREEDOM(Recommender):
         if knn_method not in KNN_METHODS:
             raise ValueError(f"unknown knn_method '{knn_method}'; choose one of "
                              f"{list(KNN_METHODS)}")
-        self._hparams = dict(embedding_dim=int(embedding_dim), knn_k=int(knn_k),
-                             knn_method=knn_method, mm_image_weight=float(mm_image_weight),
-                             n_mm_layers=self.n_mm_layers, n_ui_layers=self.n_ui_layers,
-                             dropout=self.dropout, reg_weight=self.reg_weight,
-                             train_features=bool(train_features),
-                             modalities=None if modalities is None else list(modalities))
-
-        self.user_embedding = xavier_table(num_users, embedding_dim)
-        self.item_id_embedding = xavier_table(num_items, embedding_dim)
+        self.user_embedding = torch.nn.Parameter(torch.empty(num_users, embedding_dim))
+        self.item_id_embedding = torch.nn.Parameter(torch.empty(num_items, embedding_dim))
         self.modalities = list(features)
         self.features = torch.nn.ParameterDict({
             m: torch.nn.Parameter(x.float().clone(), requires_grad=bool(train_features))
@@ -179,11 +169,20 @@ class FREEDOM(Recommender):
             m: torch.nn.Linear(x.size(1), embedding_dim) for m, x in features.items()})
 
         self.register_buffer("edge_index", edge_index.long(), persistent=False)
-        self.norm_adj = SparseBuffer(user_item_adjacency(edge_index, num_users, num_items))
-        self.masked_adj: Optional[SparseBuffer] = None
+        self.norm_adj = SparseAdjBuffer(user_item_adjacency(edge_index, num_users, num_items))
+        self.masked_adj: Optional[SparseAdjBuffer] = None
         weights = modality_weights(self.modalities, mm_image_weight)
-        self.item_adj = SparseBuffer(knn_item_graph(
+        self.item_adj = SparseAdjBuffer(knn_item_graph(
             {m: x.detach() for m, x in features.items()}, knn_k, weights, knn_method))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        r"""Xavier-uniform ID tables and PyTorch's default projections, as MMRec; the feature
+        tables keep their values (they start as the data)."""
+        torch.nn.init.xavier_uniform_(self.user_embedding)
+        torch.nn.init.xavier_uniform_(self.item_id_embedding)
+        for projection in self.projections.values():
+            projection.reset_parameters()
 
     @classmethod
     def from_data(cls, data: HeteroData, **hparams: Any) -> "FREEDOM":
@@ -201,11 +200,11 @@ class FREEDOM(Recommender):
         adj = user_item_adjacency(kept, self.num_users, self.num_items)
         adj = adj.to(self.norm_adj.val.dtype)
         if self.masked_adj is None:
-            self.masked_adj = SparseBuffer(adj)
+            self.masked_adj = SparseAdjBuffer(adj)
         else:
             self.masked_adj.set(adj)
 
-    def forward(self, adj: SparseAdj) -> Tuple[Tensor, Tensor]:
+    def encode(self, adj: SparseAdj) -> Tuple[Tensor, Tensor]:
         r"""User and item representations ``([U, d], [I, d])`` over the user-item graph
         :obj:`adj`."""
         h = self.item_id_embedding
@@ -216,14 +215,15 @@ class FREEDOM(Recommender):
         out = layer_mean(adj, x, self.n_ui_layers)
         return out[:self.num_users], out[self.num_users:] + h
 
-    def embeddings(self) -> Tuple[Tensor, Tensor]:
-        return self.forward(self.norm_adj.get())
+    def get_embedding(self) -> Tuple[Tensor, Tensor]:
+        return self.encode(self.norm_adj.get())
 
-    def loss(self, users: Tensor, pos_items: Tensor, neg_items: Tensor) -> Tensor:
+    def recommendation_loss(self, users: Tensor, pos_items: Tensor,
+                            neg_items: Tensor) -> Tensor:
         if self.dropout > 0.0 and self.masked_adj is None:
             self.pre_epoch(0)
         adj = self.norm_adj.get() if self.masked_adj is None else self.masked_adj.get()
-        user_emb, item_emb = self.forward(adj)
+        user_emb, item_emb = self.encode(adj)
         u = user_emb[users]
         loss = bpr_loss((u * item_emb[pos_items]).sum(-1), (u * item_emb[neg_items]).sum(-1))
         for m in self.modalities:

@@ -10,10 +10,10 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 
 from stair_pyg.data.hetero import num_users_items, train_edge_index
-from stair_pyg.models._common import (SparseBuffer, embedding_norm_loss, layer_mean,
-                                      require_modalities, xavier_table)
+from stair_pyg.models._common import embedding_norm_loss, layer_mean, require_modalities
 from stair_pyg.models.base import Recommender, bpr_loss
-from stair_pyg.nn.sparse import SparseAdj, csr_from_edge_index, spmm, user_item_adjacency
+from stair_pyg.nn.sparse import (SparseAdj, SparseAdjBuffer, csr_from_edge_index, spmm,
+                                 user_item_adjacency)
 
 
 def hypergraph_propagate(item_hyper: Tensor, user_hyper: Tensor, item_emb: Tensor,
@@ -120,7 +120,7 @@ class LGMRec(Recommender):
             (default: all).
 
     Shapes:
-        - **embeddings():** ``([U, d], [I, d])``
+        - **get_embedding():** ``([U, d], [I, d])``
     """
 
     uses_item_features = True
@@ -146,32 +146,35 @@ class LGMRec(Recommender):
         self.n_hyper_layer, self.hyper_num = int(n_hyper_layer), int(hyper_num)
         self.keep_rate, self.alpha, self.tau = float(keep_rate), float(alpha), float(tau)
         self.cl_weight, self.reg_weight = float(cl_weight), float(reg_weight)
-        self._hparams = dict(embedding_dim=int(embedding_dim), cf_model=cf_model,
-                             n_ui_layers=self.n_ui_layers, n_mm_layers=self.n_mm_layers,
-                             n_hyper_layer=self.n_hyper_layer, hyper_num=self.hyper_num,
-                             keep_rate=self.keep_rate, alpha=self.alpha,
-                             cl_weight=self.cl_weight, reg_weight=self.reg_weight, tau=self.tau,
-                             modalities=None if modalities is None else list(modalities))
 
-        self.user_embedding = xavier_table(num_users, embedding_dim)
-        self.item_id_embedding = xavier_table(num_items, embedding_dim)
+        self.user_embedding = torch.nn.Parameter(torch.empty(num_users, embedding_dim))
+        self.item_id_embedding = torch.nn.Parameter(torch.empty(num_items, embedding_dim))
         self.modalities = list(features)
         self.transforms = torch.nn.ParameterDict(
-            {m: xavier_table(x.size(1), embedding_dim) for m, x in features.items()})
+            {m: torch.nn.Parameter(torch.empty(x.size(1), embedding_dim))
+             for m, x in features.items()})
         self.hyperedges = torch.nn.ParameterDict(
-            {m: xavier_table(x.size(1), hyper_num) for m, x in features.items()})
+            {m: torch.nn.Parameter(torch.empty(x.size(1), hyper_num))
+             for m, x in features.items()})
         for m, x in features.items():
             self.register_buffer(f"feat_{m}", x.float(), persistent=False)
 
         edge_index = edge_index.long()
-        self.norm_adj = SparseBuffer(user_item_adjacency(edge_index, num_users, num_items))
+        self.norm_adj = SparseAdjBuffer(user_item_adjacency(edge_index, num_users, num_items))
         interactions = csr_from_edge_index(edge_index, None, (num_users, num_items))
         interactions = torch.sparse_csr_tensor(  # duplicates count once, as MMRec's 0/1 matrix
             interactions.crow_indices(), interactions.col_indices(),
             torch.ones_like(interactions.values()), interactions.shape, check_invariants=False)
-        self.interactions = SparseBuffer(SparseAdj(interactions, symmetric=False))
+        self.interactions = SparseAdjBuffer(SparseAdj(interactions, symmetric=False))
         degree = interactions.crow_indices().diff().float()  # distinct items per user
         self.register_buffer("inv_user_degree", 1.0 / (degree + 1e-7), persistent=False)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        r"""Xavier-uniform tables, as MMRec."""
+        for table in [self.user_embedding, self.item_id_embedding,
+                      *self.transforms.values(), *self.hyperedges.values()]:
+            torch.nn.init.xavier_uniform_(table)
 
     @classmethod
     def from_data(cls, data: HeteroData, **hparams: Any) -> "LGMRec":
@@ -210,7 +213,7 @@ class LGMRec(Recommender):
         user_hyper = F.dropout(user_hyper, p, training=self.training)
         return hypergraph_propagate(item_hyper, user_hyper, item_emb, self.n_hyper_layer)
 
-    def forward(self) -> Tuple[Tensor, Tensor, Dict[str, Tuple[Tensor, Tensor]]]:
+    def encode(self) -> Tuple[Tensor, Tensor, Dict[str, Tuple[Tensor, Tensor]]]:
         r"""Returns user ``[U, d]`` and item ``[I, d]`` representations and the per-modality
         hypergraph embeddings."""
         collab = self.collaborative()
@@ -225,12 +228,13 @@ class LGMRec(Recommender):
         out = local + self.alpha * F.normalize(global_sum, dim=1)
         return out[:self.num_users], out[self.num_users:], hyper
 
-    def embeddings(self) -> Tuple[Tensor, Tensor]:
-        user, item, _ = self.forward()
+    def get_embedding(self) -> Tuple[Tensor, Tensor]:
+        user, item, _ = self.encode()
         return user, item
 
-    def loss(self, users: Tensor, pos_items: Tensor, neg_items: Tensor) -> Tensor:
-        user_emb, item_emb, hyper = self.forward()
+    def recommendation_loss(self, users: Tensor, pos_items: Tensor,
+                            neg_items: Tensor) -> Tensor:
+        user_emb, item_emb, hyper = self.encode()
         u, pos, neg = user_emb[users], item_emb[pos_items], item_emb[neg_items]
         loss = bpr_loss((u * pos).sum(-1), (u * neg).sum(-1))
         for a, b in combinations(self.modalities, 2):

@@ -1,4 +1,4 @@
-r"""LightGCN over the fast sparse adjacency."""
+r"""LightGCN over the library's sparse adjacency."""
 from __future__ import annotations
 
 from typing import Any, Optional, Tuple
@@ -8,9 +8,9 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 
 from stair_pyg.data.hetero import num_users_items, train_edge_index
-from stair_pyg.models._common import SparseBuffer, embedding_norm_loss, layer_mean
+from stair_pyg.models._common import embedding_norm_loss, layer_mean
 from stair_pyg.models.base import Recommender, bpr_loss
-from stair_pyg.nn.sparse import SparseAdj, user_item_adjacency
+from stair_pyg.nn.sparse import SparseAdj, SparseAdjBuffer, user_item_adjacency
 
 
 class LightGCN(Recommender):
@@ -18,11 +18,14 @@ class LightGCN(Recommender):
     Recommendation" <https://arxiv.org/abs/2002.02126>`_ paper (He et al., SIGIR 2020).
 
     Users and items are one node set of the bipartite graph with symmetric-normalised adjacency
-    :math:`\hat{A} = D^{-1/2} A D^{-1/2}` (no self-loops). Every layer is PyG's
-    :class:`~torch_geometric.nn.conv.LGConv` propagation :math:`\mathbf{E}^{(l+1)} = \hat{A}
-    \mathbf{E}^{(l)}`, run here as one sparse-dense product over a precomputed
-    :class:`~stair_pyg.nn.sparse.SparseAdj` (faster backward than message passing); the layers are
-    combined as in :class:`torch_geometric.nn.models.LightGCN` with :math:`\alpha_l = 1/(L+1)`:
+    :math:`\hat{A} = D^{-1/2} A D^{-1/2}` (no self-loops). Every layer is the propagation
+    :math:`\mathbf{E}^{(l+1)} = \hat{A} \mathbf{E}^{(l)}` of PyG's
+    :class:`~torch_geometric.nn.conv.LGConv`, computed by the library's Neumann series with every
+    channel weight 1 (:func:`~stair_pyg.models._common.layer_mean`, the machinery of
+    :class:`~stair_pyg.nn.StepwiseConv`) over a
+    :class:`~stair_pyg.nn.sparse.SparseAdj`, whose stored transpose makes the backward pass
+    faster than message passing; the layers are combined as in
+    :class:`torch_geometric.nn.models.LightGCN` with :math:`\alpha_l = 1/(L+1)`:
 
     .. math::
         \mathbf{E} = \frac{1}{L+1} \sum_{l=0}^{L} \hat{A}^l \mathbf{E}^{(0)}, \qquad
@@ -49,7 +52,7 @@ class LightGCN(Recommender):
         reg_weight (float, optional): :math:`\lambda`. (default: :obj:`1e-4`)
 
     Shapes:
-        - **embeddings():** ``([U, d], [I, d])``
+        - **get_embedding():** ``([U, d], [I, d])``
     """
 
     def __init__(self, num_users: int, num_items: int, adj: SparseAdj, embedding_dim: int = 64,
@@ -63,13 +66,14 @@ class LightGCN(Recommender):
         self.num_users, self.num_items = int(num_users), int(num_items)
         self.num_layers = int(num_layers)
         self.reg_weight = float(reg_weight)
-        self._hparams = dict(embedding_dim=int(embedding_dim), num_layers=self.num_layers,
-                             reg_weight=self.reg_weight)
         self.user_embedding = torch.nn.Embedding(num_users, embedding_dim)
         self.item_embedding = torch.nn.Embedding(num_items, embedding_dim)
+        self.adj = SparseAdjBuffer(adj)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
         torch.nn.init.xavier_uniform_(self.user_embedding.weight)
         torch.nn.init.xavier_uniform_(self.item_embedding.weight)
-        self.adj = SparseBuffer(adj)
 
     @classmethod
     def from_data(cls, data: HeteroData, **hparams: Any) -> "LightGCN":
@@ -83,11 +87,12 @@ class LightGCN(Recommender):
         x = torch.cat([self.user_embedding.weight, self.item_embedding.weight], dim=0)
         return layer_mean(self.adj.get(), x, self.num_layers, index)
 
-    def embeddings(self) -> Tuple[Tensor, Tensor]:
+    def get_embedding(self) -> Tuple[Tensor, Tensor]:
         out = self.propagate()
         return out[:self.num_users], out[self.num_users:]
 
-    def loss(self, users: Tensor, pos_items: Tensor, neg_items: Tensor) -> Tensor:
+    def recommendation_loss(self, users: Tensor, pos_items: Tensor,
+                            neg_items: Tensor) -> Tensor:
         nodes = torch.cat([users, pos_items + self.num_users, neg_items + self.num_users])
         u, pos_emb, neg_emb = self.propagate(nodes).split(users.numel())
         pos = (u * pos_emb).sum(-1)

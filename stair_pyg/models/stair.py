@@ -14,7 +14,7 @@ from stair_pyg.data.hetero import modality_features, num_users_items, train_edge
 from stair_pyg.models.base import Recommender, bpr_loss
 from stair_pyg.nn.knn import METHODS as KNN_METHODS
 from stair_pyg.nn.modality_graph import modality_graph
-from stair_pyg.nn.sparse import SparseAdj, user_item_adjacency
+from stair_pyg.nn.sparse import SparseAdj, SparseAdjBuffer, to_sparse_adj, user_item_adjacency
 from stair_pyg.nn.stepwise import StepwiseConv
 from stair_pyg.nn.whiten import whiten
 from stair_pyg.optim.stepwise_adamw import StepwiseAdamW
@@ -44,7 +44,7 @@ class STAIR(Recommender):
     * **MI** (:meth:`initialize_from_modalities`): item embeddings start as the :math:`k`-weighted
       average of the whitened modality features (:func:`~stair_pyg.nn.whiten`), users as the
       mean of their training items' initial embeddings;
-    * **BSC** (:meth:`stepwise_optimizer`): :class:`~stair_pyg.optim.StepwiseAdamW` smooths the
+    * **BSC** (:meth:`configure_optimizer`): :class:`~stair_pyg.optim.StepwiseAdamW` smooths the
       item updates over the modality kNN graph (:func:`~stair_pyg.nn.modality_graph`) with the
       complementary weights :math:`1 - \beta`; users get plain AdamW.
 
@@ -52,8 +52,8 @@ class STAIR(Recommender):
     authors' random initialisation :math:`\mathcal{N}(0, 10^{-8})` (std :math:`10^{-4}`) and
     items get plain AdamW: the model is FSC alone.
 
-    Graphs are kept as non-persistent buffers, so checkpoints hold the embeddings only and
-    :meth:`to` moves everything.
+    Both graphs are :class:`~stair_pyg.nn.sparse.SparseAdjBuffer` sub-modules, so checkpoints
+    hold the embeddings only and :meth:`to` moves everything.
 
     Args:
         num_users (int): Number of users :math:`U`.
@@ -91,21 +91,16 @@ class STAIR(Recommender):
             raise ValueError(f"unknown knn_method '{knn_method}'; choose one of "
                              f"{list(KNN_METHODS)}")
         self.knn_method = knn_method
-        self._hparams = dict(embedding_dim=self.embedding_dim, num_layers=self.num_layers,
-                             gamma=self.gamma, knn_k=dict(self.knn_k), knn_method=knn_method)
 
         self.user_embedding = Embedding(self.num_users, self.embedding_dim)
         self.item_embedding = Embedding(self.num_items, self.embedding_dim)
         self.conv = StepwiseConv(self.embedding_dim, self.num_layers, self.gamma)
 
-        # Graphs (non-persistent): training interactions, the normalised user-item adjacency as
-        # CSR arrays (symmetric, so no transpose), and the normalised modality item-item graph.
+        # Graphs, none of them in the state_dict: the training interactions, the normalised
+        # user-item adjacency and the normalised modality item-item graph (BSC's).
         self.register_buffer("train_edge_index", None, persistent=False)
-        self.register_buffer("adj_crow", None, persistent=False)
-        self.register_buffer("adj_col", None, persistent=False)
-        self.register_buffer("adj_value", None, persistent=False)
-        self.register_buffer("item_edge_index", None, persistent=False)
-        self.register_buffer("item_edge_weight", None, persistent=False)
+        self.adj: Optional[SparseAdjBuffer] = None
+        self.item_adj: Optional[SparseAdjBuffer] = None
         self.reset_parameters()
 
     def reset_parameters(self):
@@ -157,13 +152,11 @@ class STAIR(Recommender):
                 >= self.num_items or int(edge_index.min()) < 0):
             raise ValueError("interaction ids out of range for "
                              f"{self.num_users} users and {self.num_items} items")
-        device = self.user_embedding.weight.device
-        edge_index = edge_index.to(device)
-        adj = user_item_adjacency(edge_index, self.num_users, self.num_items).adj
+        weight = self.user_embedding.weight
+        edge_index = edge_index.to(weight.device)
         self.train_edge_index = edge_index
-        self.adj_crow = adj.crow_indices()
-        self.adj_col = adj.col_indices()
-        self.adj_value = adj.values().to(self.user_embedding.weight.dtype)
+        self.adj = SparseAdjBuffer(
+            user_item_adjacency(edge_index, self.num_users, self.num_items).to(weight.dtype))
 
     @torch.no_grad()
     def initialize_from_modalities(
@@ -203,8 +196,9 @@ class STAIR(Recommender):
         weight = self.item_embedding.weight
         edge_index, edge_weight = modality_graph([x for x, _ in pairs], [km for _, km in pairs],
                                                  method=self.knn_method)
-        self.item_edge_index = edge_index.to(weight.device)
-        self.item_edge_weight = edge_weight.to(device=weight.device, dtype=weight.dtype)
+        self.item_adj = SparseAdjBuffer(to_sparse_adj(
+            edge_index.to(weight.device), self.num_items,
+            edge_weight.to(device=weight.device, dtype=weight.dtype), symmetric=True))
 
         total = sum(km for _, km in pairs)
         items = sum(whiten(x, self.embedding_dim).to(torch.float64) * km for x, km in pairs)
@@ -227,16 +221,13 @@ class STAIR(Recommender):
 
     def adjacency(self) -> SparseAdj:
         r"""The normalised user-item adjacency :math:`\hat{\mathbf{A}}` ``[U+I, U+I]``."""
-        if self.adj_crow is None:
+        if self.adj is None:
             raise RuntimeError("no user-item graph: build the model with from_data(), call "
-                               "set_interactions(), or pass edge_index to forward()")
-        n = self.num_users + self.num_items
-        adj = torch.sparse_csr_tensor(self.adj_crow, self.adj_col, self.adj_value, (n, n),
-                                      check_invariants=False)
-        return SparseAdj(adj, adj, symmetric=True)
+                               "set_interactions(), or pass edge_index to get_embedding()")
+        return self.adj.get()
 
-    def forward(self, edge_index: Optional[Adj] = None,
-                edge_weight: OptTensor = None) -> Tuple[Tensor, Tensor]:
+    def get_embedding(self, edge_index: Optional[Adj] = None,
+                      edge_weight: OptTensor = None) -> Tuple[Tensor, Tensor]:
         r"""User and item representations ``([U, d], [I, d])`` after the forward stepwise
         convolution.
 
@@ -253,9 +244,6 @@ class STAIR(Recommender):
             out = self.conv(x, edge_index, edge_weight)
         return torch.split(out, [self.num_users, self.num_items])  # type: ignore[return-value]
 
-    def embeddings(self) -> Tuple[Tensor, Tensor]:
-        return self.forward()
-
     def recommendation_loss(self, users: Tensor, pos_items: Tensor, neg_items: Tensor,
                             embeddings: Optional[Tuple[Tensor, Tensor]] = None) -> Tensor:
         r"""The BPR loss :math:`\frac{1}{B}\sum_b \mathrm{softplus}(s^-_b - s^+_b)` of a batch of
@@ -263,15 +251,14 @@ class STAIR(Recommender):
 
         Without :obj:`embeddings`, only the batch's rows of the propagation are computed, each
         hop on the rows they depend on (:func:`~stair_pyg.nn.series_rows`): the same loss and
-        gradient as on the output of :meth:`forward`, at a fraction of the cost.
+        gradient as on the output of :meth:`get_embedding`, at a fraction of the cost.
 
         Args:
             users, pos_items, neg_items (torch.Tensor): Ids ``[B]``.
-            embeddings (Tuple[Tensor, Tensor], optional): The output of :meth:`forward`, if
-                computed already.
+            embeddings (Tuple[Tensor, Tensor], optional): The output of :meth:`get_embedding`,
+                if computed already.
         """
         if embeddings is None:
-            # Only the batch's rows of the propagation, and only the hops they depend on.
             nodes = torch.cat([users, pos_items + self.num_users, neg_items + self.num_users])
             x = torch.cat([self.user_embedding.weight, self.item_embedding.weight], dim=0)
             u, pos, neg = self.conv(x, self.adjacency(), index=nodes).split(users.numel())
@@ -280,65 +267,20 @@ class STAIR(Recommender):
             u, pos, neg = user_emb[users], item_emb[pos_items], item_emb[neg_items]
         return bpr_loss((u * pos).sum(dim=-1), (u * neg).sum(dim=-1))
 
-    def loss(self, users: Tensor, pos_items: Tensor, neg_items: Tensor) -> Tensor:
-        return self.recommendation_loss(users, pos_items, neg_items)
-
-    @torch.no_grad()
-    def recommend(self, users: Optional[Tensor] = None, k: int = 20, exclude_seen: bool = True,
-                  exclude_edge_index: Optional[Tensor] = None) -> Tensor:
-        r"""Top-:obj:`k` items per user by inner product, best first.
-
-        Args:
-            users (torch.Tensor, optional): User ids ``[B]``. (default: all users)
-            k (int, optional): Items per user. (default: :obj:`20`)
-            exclude_seen (bool, optional): Whether items the user interacted with in
-                :obj:`exclude_edge_index` are never recommended. (default: :obj:`True`)
-            exclude_edge_index (torch.Tensor, optional): Interactions ``[2, E]`` to exclude.
-                (default: the training interactions)
-
-        Returns:
-            Item ids ``[B, k]``.
-        """
-        if not 0 < k <= self.num_items:
-            raise ValueError(f"k must be in 1..{self.num_items}, got {k}")
-        user_emb, item_emb = self.embeddings()
-        if users is None:
-            users = torch.arange(self.num_users, device=user_emb.device)
-        users = users.to(user_emb.device)
-        scores = user_emb[users] @ item_emb.t()
-        if exclude_seen:
-            seen = self.train_edge_index if exclude_edge_index is None else exclude_edge_index
-            if seen is not None and seen.numel() > 0:
-                seen = seen.to(scores.device)
-                position = torch.full((self.num_users,), -1, dtype=torch.long,
-                                      device=scores.device)
-                position[users] = torch.arange(users.numel(), device=scores.device)
-                rows = position[seen[0]]
-                mask = rows >= 0
-                scores[rows[mask], seen[1][mask]] = float("-inf")
-        return scores.topk(k, dim=1).indices
-
-    def stepwise_optimizer(self, lr: float = 1e-3, weight_decay: float = 0.0,
-                           betas: Tuple[float, float] = (0.9, 0.999),
-                           eps: float = 1e-8) -> StepwiseAdamW:
+    def configure_optimizer(self, lr: float = 1e-3, weight_decay: float = 0.0,
+                            betas: Tuple[float, float] = (0.9, 0.999),
+                            eps: float = 1e-8) -> StepwiseAdamW:
         r""":class:`~stair_pyg.optim.StepwiseAdamW` wired to the model: users plain AdamW;
         items smoothed over the modality graph with weights :math:`1 - \beta` (the FSC
         :math:`\beta` of :attr:`conv`) and :math:`L` = :obj:`num_layers` (plain AdamW as well
-        when the model has no modality graph)."""
+        when the model has no modality graph). The optimizer reads the graph from the model at
+        every step, so it follows ``model.to(device)``."""
         item_group: Dict[str, Any] = {"params": [self.item_embedding.weight]}
-        if self.item_edge_index is not None:
-            item_group.update(graph=(self.item_edge_index, self.item_edge_weight),
-                              beta=1.0 - self.conv.beta, num_layers=self.num_layers)
+        if self.item_adj is not None:
+            item_group.update(graph=self.item_adj, beta=1.0 - self.conv.beta,
+                              num_layers=self.num_layers)
         return StepwiseAdamW([{"params": [self.user_embedding.weight]}, item_group], lr=lr,
                              betas=betas, eps=eps, weight_decay=weight_decay)
-
-    def configure_optimizer(self, lr: float, weight_decay: float) -> torch.optim.Optimizer:
-        return self.stepwise_optimizer(lr=lr, weight_decay=weight_decay)
-
-    def __repr__(self) -> str:
-        return (f"{self.__class__.__name__}({self.num_users}, {self.num_items}, "
-                f"embedding_dim={self.embedding_dim}, num_layers={self.num_layers}, "
-                f"gamma={self.gamma})")
 
 
 __all__ = ["STAIR", "DEFAULT_KNN_K", "DEFAULT_OTHER_K"]

@@ -8,7 +8,7 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 
 from stair_pyg.data.hetero import num_users_items
-from stair_pyg.models._common import embedding_norm_loss, require_modalities, xavier_table
+from stair_pyg.models._common import embedding_norm_loss, require_modalities
 from stair_pyg.models.base import Recommender, bpr_loss
 
 
@@ -55,7 +55,7 @@ class VBPR(Recommender):
             (default: all), recorded for checkpoints.
 
     Shapes:
-        - **embeddings():** ``([U, d_id + d (+1)], [I, d_id + d (+1)])``
+        - **get_embedding():** ``([U, d_id + d (+1)], [I, d_id + d (+1)])``
     """
 
     uses_item_features = True
@@ -78,20 +78,28 @@ class VBPR(Recommender):
         self.id_dim, self.feat_dim = id_dim, int(embedding_dim)
         self.reg_weight = float(reg_weight)
         self.use_bias = bool(use_bias)
-        self._hparams = dict(embedding_dim=self.feat_dim, id_embedding_dim=id_embedding_dim,
-                             reg_weight=self.reg_weight, use_bias=self.use_bias,
-                             modalities=None if modalities is None else list(modalities))
         feats = torch.cat([x.float() for x in features.values()], dim=-1)
         self.register_buffer("features", feats, persistent=False)
 
-        self.user_embedding = xavier_table(num_users, id_dim + self.feat_dim)
-        self.item_id_embedding = xavier_table(num_items, id_dim) if id_dim > 0 else None
+        self.user_embedding = torch.nn.Parameter(torch.empty(num_users, id_dim + self.feat_dim))
+        self.item_id_embedding = torch.nn.Parameter(torch.empty(num_items, id_dim)) \
+            if id_dim > 0 else None
         self.item_linear = torch.nn.Linear(feats.size(1), self.feat_dim)
-        torch.nn.init.xavier_normal_(self.item_linear.weight)
-        torch.nn.init.zeros_(self.item_linear.bias)
         if self.use_bias:
             self.item_bias = torch.nn.Parameter(torch.zeros(num_items))
             self.feature_bias = torch.nn.Linear(feats.size(1), 1, bias=False)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        r"""MMRec's initialisation: Xavier-uniform tables, a Xavier-normal projection, zero
+        biases."""
+        torch.nn.init.xavier_uniform_(self.user_embedding)
+        if self.item_id_embedding is not None:
+            torch.nn.init.xavier_uniform_(self.item_id_embedding)
+        torch.nn.init.xavier_normal_(self.item_linear.weight)
+        torch.nn.init.zeros_(self.item_linear.bias)
+        if self.use_bias:
+            torch.nn.init.zeros_(self.item_bias)
             torch.nn.init.zeros_(self.feature_bias.weight)
 
     @classmethod
@@ -116,14 +124,15 @@ class VBPR(Recommender):
         bias = self.item_bias if items is None else self.item_bias[items]
         return bias + self.feature_bias(feats).squeeze(-1)
 
-    def embeddings(self) -> Tuple[Tensor, Tensor]:
+    def get_embedding(self) -> Tuple[Tensor, Tensor]:
         user, item = self.user_embedding, self.item_factors()
         if self.use_bias:
             user = torch.cat([user, user.new_ones(user.size(0), 1)], dim=-1)
             item = torch.cat([item, self.item_biases().unsqueeze(-1)], dim=-1)
         return user, item
 
-    def loss(self, users: Tensor, pos_items: Tensor, neg_items: Tensor) -> Tensor:
+    def recommendation_loss(self, users: Tensor, pos_items: Tensor,
+                            neg_items: Tensor) -> Tensor:
         u = self.user_embedding[users]
         pos, neg = self.item_factors(pos_items), self.item_factors(neg_items)
         pos_score, neg_score = (u * pos).sum(-1), (u * neg).sum(-1)

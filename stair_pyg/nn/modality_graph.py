@@ -8,7 +8,7 @@ from torch import Tensor
 from torch_geometric.utils import coalesce, to_undirected
 
 from stair_pyg.nn.knn import knn_cosine
-from stair_pyg.nn.sparse import sym_norm_edges
+from stair_pyg.nn.sparse import symmetric_norm
 
 
 def modality_graph(features: Sequence[Tensor], k: Sequence[int], normalize: bool = True,
@@ -78,7 +78,7 @@ def modality_graph(features: Sequence[Tensor], k: Sequence[int], normalize: bool
     edge_index, edge_weight = coalesce(edge_index, edge_weight, num_nodes, reduce="sum")
     edge_index, edge_weight = to_undirected(edge_index, edge_weight, num_nodes, reduce="max")
     if normalize:
-        edge_index, edge_weight = sym_norm_edges(edge_index, edge_weight, num_nodes)
+        edge_weight = symmetric_norm(edge_index[0], edge_index[1], edge_weight, num_nodes)
     return edge_index, edge_weight
 
 

@@ -1,4 +1,8 @@
-r"""Sparse adjacency matrices with a fast backward pass.
+r"""The one graph representation of the library: :class:`SparseAdj`, a CSR matrix with its
+transpose, built from any PyG adjacency by :func:`to_sparse_adj`, normalised by
+:func:`gcn_normalize`, held by a model as a :class:`SparseAdjBuffer` (which follows
+``model.to(device)`` and stays out of the ``state_dict``). Every model, :class:`StepwiseConv`
+and :class:`~stair_pyg.optim.StepwiseAdamW` use it.
 
 ``torch.sparse.mm(A, X)`` differentiates with respect to ``X`` by forming :math:`A^\top` inside every
 backward call, which sorts all non-zeros each time. :class:`SparseAdj` forms the transpose once (or
@@ -11,16 +15,24 @@ backward.
 """
 from __future__ import annotations
 
-from typing import List, Optional, Tuple
-
 import warnings
+from contextlib import contextmanager
+from typing import Callable, Iterator, List, Optional, Tuple, Union
 
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
+from torch_geometric import EdgeIndex
+from torch_geometric.typing import Adj, OptTensor, SparseTensor
 
-# CSR is the layout this module is built on; torch's "beta" notice would print on every import.
-warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+
+@contextmanager
+def _csr_notice_silenced() -> Iterator[None]:
+    # torch warns once per process that CSR support is "in beta"; CSR is the layout this module
+    # is built on, so the notice says nothing to a user. Silenced only where CSR is created.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        yield
 
 
 class _SpMM(torch.autograd.Function):
@@ -197,11 +209,11 @@ class _SeriesRows(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: Tensor, hops: List[SparseAdj], positions: List[Tensor],  # type: ignore
-                *coefs: Tensor) -> Tensor:
+                product: Callable[[SparseAdj, Tensor], Tensor], *coefs: Tensor) -> Tensor:
         out = x[positions[0]] * coefs[0]
         h = x
         for hop, pos, coef in zip(hops, positions[1:], coefs[1:]):
-            h = csr_mm(hop.adj, h)
+            h = product(hop, h)
             out.addcmul_(h[pos], coef)
         ctx.hops, ctx.positions, ctx.coefs = hops, positions, coefs
         ctx.num_nodes = x.size(0)
@@ -217,16 +229,17 @@ class _SeriesRows(torch.autograd.Function):
         for layer in range(len(hops), 0, -1):
             g = csr_mm(hops[layer - 1].adj_t, g)
             g.index_add_(0, positions[layer - 1], grad * coefs[layer - 1])
-        return (g, None, None) + (None,) * len(coefs)
+        return (g, None, None, None) + (None,) * len(coefs)
 
 
 def series_rows(x: Tensor, adj: SparseAdj, coefs: List[Tensor], index: Tensor,
-                max_fraction: float = 0.5) -> Tensor:
+                max_fraction: float = 0.5,
+                hop: Optional[Callable[[SparseAdj, Tensor], Tensor]] = None) -> Tensor:
     r"""Rows :obj:`index` of :math:`\sum_{l=0}^{L} c_l \odot A^l X`, differentiable in
     :math:`X`, computing only what those rows depend on (:func:`receptive_field`).
 
-    The propagation of :func:`~stair_pyg.nn.neumann_smooth` (:math:`c_l = w^l / \sum_k w^k`) and
-    of LightGCN (:math:`c_l = 1/(L+1)`) restricted to a mini-batch: a BPR loss over a batch of
+    The propagation of :func:`~stair_pyg.nn.neumann_smooth` (:math:`c_l = w^l / \sum_k w^k`;
+    LightGCN's :math:`c_l = 1/(L+1)` at :math:`w = 1`) restricted to a mini-batch: a BPR loss over a batch of
     triples needs the output rows of its users and items only.
 
     Args:
@@ -235,12 +248,15 @@ def series_rows(x: Tensor, adj: SparseAdj, coefs: List[Tensor], index: Tensor,
         coefs (List[torch.Tensor]): :math:`c_0, \dots, c_L`, each ``[d]`` (constants).
         index (torch.Tensor): The output rows (any order, repeats allowed).
         max_fraction (float, optional): See :func:`receptive_field`. (default: :obj:`0.5`)
+        hop (callable, optional): The forward product :math:`(A, H) \mapsto A H` of one hop
+            (run without autograd; the backward pass uses the stored transposes).
+            (default: :func:`spmm`)
 
     Returns:
         ``[len(index), d]``.
     """
     hops, positions = receptive_field(adj, index, len(coefs) - 1, max_fraction)
-    return _SeriesRows.apply(x, hops, positions, *coefs)
+    return _SeriesRows.apply(x, hops, positions, spmm if hop is None else hop, *coefs)
 
 
 def _gather_rows(crow: Tensor, col: Tensor, val: Tensor,
@@ -269,28 +285,31 @@ def _transpose_arrays(crow: Tensor, col: Tensor, val: Tensor,
 
 
 def _csr(crow: Tensor, col: Tensor, val: Tensor, shape: Tuple[int, int]) -> Tensor:
-    return to_csr(torch.sparse_csr_tensor(crow, col, val, shape, check_invariants=False))
+    with _csr_notice_silenced():
+        return to_csr(torch.sparse_csr_tensor(crow, col, val, shape, check_invariants=False))
 
 
 def to_csr(adj: Tensor) -> Tensor:
     r"""Converts a torch sparse tensor (COO, CSR or CSC) to CSR with 32-bit indices where they
     fit (the index type the sparse BLAS kernels use, so no conversion happens per product)."""
-    if adj.layout == torch.sparse_coo:
-        adj = adj.coalesce().to_sparse_csr()
-    elif adj.layout == torch.sparse_csc:
-        adj = adj.to_sparse_csr()
-    elif adj.layout != torch.sparse_csr:
-        raise TypeError(f"expected a torch sparse tensor, got layout {adj.layout}")
-    if adj.crow_indices().dtype == torch.int64 and adj._nnz() < 2 ** 31 - 1 and \
-            max(adj.shape) < 2 ** 31 - 1:
-        adj = torch.sparse_csr_tensor(adj.crow_indices().int(), adj.col_indices().int(),
-                                      adj.values(), adj.shape, check_invariants=False)
+    with _csr_notice_silenced():
+        if adj.layout == torch.sparse_coo:
+            adj = adj.coalesce().to_sparse_csr()
+        elif adj.layout == torch.sparse_csc:
+            adj = adj.to_sparse_csr()
+        elif adj.layout != torch.sparse_csr:
+            raise TypeError(f"expected a torch sparse tensor, got layout {adj.layout}")
+        if adj.crow_indices().dtype == torch.int64 and adj._nnz() < 2 ** 31 - 1 and \
+                max(adj.shape) < 2 ** 31 - 1:
+            adj = torch.sparse_csr_tensor(adj.crow_indices().int(), adj.col_indices().int(),
+                                          adj.values(), adj.shape, check_invariants=False)
     return adj
 
 
 def transpose_csr(adj: Tensor) -> Tensor:
     r"""The transpose of a CSR matrix, in CSR layout (one sort of the non-zeros)."""
-    return to_csr(adj.transpose(0, 1).to_sparse_csr())
+    return _csr(*_transpose_arrays(adj.crow_indices(), adj.col_indices(), adj.values(),
+                                   adj.size(1)), (adj.size(1), adj.size(0)))
 
 
 def _same_csr(a: Tensor, b: Tensor) -> bool:
@@ -307,35 +326,107 @@ def csr_from_edge_index(edge_index: Tensor, edge_weight: Optional[Tensor],
     if edge_weight is None:
         edge_weight = torch.ones(edge_index.size(1), device=edge_index.device)
     coo = torch.sparse_coo_tensor(edge_index, edge_weight, size, check_invariants=False)
-    return coo.coalesce().to_sparse_csr()
+    return to_csr(coo)
 
 
-def sym_norm_edges(edge_index: Tensor, edge_weight: Optional[Tensor],
-                   num_nodes: int) -> Tuple[Tensor, Tensor]:
-    r"""Symmetric normalisation :math:`w_{ij} / \sqrt{d_i d_j}` with :math:`d_i = \sum_j w_{ij}`
-    (no self-loops added). Duplicate edges are summed first; isolated nodes get zero rows."""
-    coo = torch.sparse_coo_tensor(
-        edge_index,
-        torch.ones(edge_index.size(1), device=edge_index.device)
-        if edge_weight is None else edge_weight,
-        (num_nodes, num_nodes), check_invariants=False).coalesce()
-    edge_index, edge_weight = coo.indices(), coo.values()
-    deg = torch.zeros(num_nodes, dtype=edge_weight.dtype, device=edge_weight.device)
-    deg.scatter_add_(0, edge_index[0], edge_weight)
+def csr_rows(adj: Tensor) -> Tensor:
+    r"""The row index of every non-zero of a CSR matrix (the COO rows)."""
+    crow = adj.crow_indices()
+    return torch.repeat_interleave(torch.arange(crow.numel() - 1, device=crow.device),
+                                   crow[1:] - crow[:-1], output_size=adj._nnz())
+
+
+def symmetric_norm(row: Tensor, col: Tensor, value: Tensor, num_nodes: int) -> Tensor:
+    r"""The values of :math:`D^{-1/2} A D^{-1/2}` for the non-zeros ``A[row, col] = value``,
+    with :math:`D` the row sums of :math:`A` (for a PyG ``adj_t``, whose rows receive, the
+    in-degrees, as :func:`~torch_geometric.nn.conv.gcn_norm` computes them). Zero-degree rows
+    stay zero. Differentiable in :obj:`value`.
+
+    This is the library's one normaliser; :func:`gcn_normalize` applies it to a matrix."""
+    deg = torch.zeros(num_nodes, dtype=value.dtype, device=value.device)
+    deg = deg.index_add(0, row, value)
     deg_inv_sqrt = deg.pow(-0.5)
-    deg_inv_sqrt.masked_fill_(torch.isinf(deg_inv_sqrt), 0.0)
-    # (d_i^-1/2 d_j^-1/2) w_ij: the product of the two scales first, so that entries (i, j) and
-    # (j, i) of a symmetric matrix come out bit-identical.
-    return edge_index, deg_inv_sqrt[edge_index[0]] * deg_inv_sqrt[edge_index[1]] * edge_weight
+    deg_inv_sqrt = deg_inv_sqrt.masked_fill(torch.isinf(deg_inv_sqrt), 0.0)
+    # The product of the two scales first, so that entries (i, j) and (j, i) of a symmetric
+    # matrix come out bit-identical.
+    return deg_inv_sqrt[row] * deg_inv_sqrt[col] * value
 
 
-def normalized_adjacency(edge_index: Tensor, num_nodes: int,
-                         edge_weight: Optional[Tensor] = None,
-                         symmetric: Optional[bool] = None) -> SparseAdj:
-    r"""Returns :math:`\hat{A} = D^{-1/2} A D^{-1/2}` as a :class:`SparseAdj` (no self-loops)."""
-    edge_index, edge_weight = sym_norm_edges(edge_index, edge_weight, num_nodes)
-    adj = csr_from_edge_index(edge_index, edge_weight, (num_nodes, num_nodes))
-    return SparseAdj(adj, symmetric=symmetric)
+def gcn_normalize(adj: Tensor) -> Tensor:
+    r""":math:`D^{-1/2} A D^{-1/2}` of a square CSR matrix :math:`A` (:func:`symmetric_norm`),
+    as CSR with the same structure."""
+    value = symmetric_norm(csr_rows(adj), adj.col_indices().long(), adj.values(), adj.size(0))
+    return _csr(adj.crow_indices(), adj.col_indices(), value, tuple(adj.shape))
+
+
+def to_sparse_adj(adj: Union[Adj, "SparseAdj"], num_nodes: Optional[int] = None,
+                  edge_weight: OptTensor = None, flow: str = "source_to_target",
+                  normalize: bool = False, dtype: Optional[torch.dtype] = None,
+                  symmetric: Optional[bool] = None) -> "SparseAdj":
+    r"""The one way from any PyG adjacency to a :class:`SparseAdj` :math:`A` whose row
+    :math:`i` holds the weights of the messages node :math:`i` receives (PyG's ``adj_t``), so
+    that one hop is :math:`A X`.
+
+    Args:
+        adj (Adj or SparseAdj): An :obj:`edge_index` tensor ``[2, E]`` or
+            :class:`~torch_geometric.EdgeIndex` (with :obj:`edge_weight`; under :obj:`flow`
+            ``"source_to_target"`` node ``edge_index[1]`` receives from ``edge_index[0]``);
+            a torch sparse matrix (COO, CSR or CSC) or :class:`torch_sparse.SparseTensor`,
+            read as ``adj_t`` like every PyG layer does; or a :class:`SparseAdj` (returned as
+            it is, normalised if asked).
+        num_nodes (int, optional): Number of nodes of an edge list (default: from the graph).
+        edge_weight (torch.Tensor, optional): Weights of an edge list (default: ones);
+            detached, as :class:`SparseAdj` values receive no gradient.
+        flow (str, optional): ``"source_to_target"`` or ``"target_to_source"``.
+        normalize (bool, optional): Apply :func:`gcn_normalize`. (default: :obj:`False`)
+        dtype (torch.dtype, optional): Value dtype (default: the input's, float32 for ones).
+        symmetric (bool, optional): Passed to :class:`SparseAdj` (:obj:`None` checks).
+    """
+    if isinstance(adj, SparseAdj):
+        out = adj
+    else:
+        if isinstance(adj, SparseTensor):
+            if edge_weight is not None:
+                raise ValueError("'edge_weight' must be None for a sparse adjacency (its values "
+                                 "are the edge weights)")
+            if not adj.has_value():
+                adj = adj.fill_value(1.0, dtype=dtype or torch.get_default_dtype())
+            csr = to_csr(adj.to_torch_sparse_csr_tensor())
+        elif isinstance(adj, Tensor) and adj.layout != torch.strided:
+            if edge_weight is not None:
+                raise ValueError("'edge_weight' must be None for a sparse adjacency (its values "
+                                 "are the edge weights)")
+            csr = to_csr(adj.detach())
+        else:
+            if isinstance(adj, EdgeIndex):
+                if num_nodes is None and adj.sparse_size(0) is not None:
+                    num_nodes = max(adj.sparse_size(0), adj.sparse_size(1) or 0)
+                elif num_nodes is not None and (adj.sparse_size(0) not in (None, num_nodes) or
+                                                adj.sparse_size(1) not in (None, num_nodes)):
+                    raise ValueError(f"EdgeIndex of sparse size {adj.sparse_size()} does not "
+                                     f"match {num_nodes} nodes")
+                adj = adj.as_tensor()
+            if adj.dim() != 2 or adj.size(0) != 2:
+                raise ValueError(f"edge_index must have shape [2, E], got {tuple(adj.shape)}")
+            if num_nodes is None:
+                num_nodes = int(adj.max()) + 1 if adj.numel() > 0 else 0
+            elif adj.numel() > 0 and (int(adj.min()) < 0 or int(adj.max()) >= num_nodes):
+                raise ValueError(f"edge_index refers to node {int(adj.max())} (or a negative "
+                                 f"one) but the graph has {num_nodes} nodes")
+            src, dst = (adj[0], adj[1]) if flow == "source_to_target" else (adj[1], adj[0])
+            weight = None if edge_weight is None else edge_weight.detach()
+            csr = csr_from_edge_index(torch.stack([dst, src]), weight, (num_nodes, num_nodes))
+        if dtype is not None and csr.dtype != dtype:
+            csr = _csr(csr.crow_indices(), csr.col_indices(), csr.values().to(dtype),
+                       tuple(csr.shape))
+        if num_nodes is not None and tuple(csr.shape) != (num_nodes, num_nodes):
+            raise ValueError(f"adjacency of shape {tuple(csr.shape)} does not match "
+                             f"{num_nodes} nodes")
+        out = SparseAdj(gcn_normalize(csr) if normalize else csr, symmetric=symmetric)
+        return out
+    if normalize:
+        out = SparseAdj(gcn_normalize(out.adj), symmetric=out.symmetric or None)
+    return out
 
 
 def user_item_adjacency(edge_index: Tensor, num_users: int, num_items: int,
@@ -347,6 +438,8 @@ def user_item_adjacency(edge_index: Tensor, num_users: int, num_items: int,
     .. math::
         \hat{A} = D^{-1/2} \begin{pmatrix} 0 & R \\ R^\top & 0 \end{pmatrix} D^{-1/2}
 
+    Duplicate interactions are summed; isolated nodes get zero rows.
+
     Args:
         edge_index (torch.Tensor): Interactions ``[2, E]`` (user ids, item ids).
         num_users (int): Number of users :math:`U`.
@@ -357,4 +450,49 @@ def user_item_adjacency(edge_index: Tensor, num_users: int, num_items: int,
     full = torch.stack([torch.cat([row, col]), torch.cat([col, row])])
     if edge_weight is not None:
         edge_weight = torch.cat([edge_weight, edge_weight])
-    return normalized_adjacency(full, num_users + num_items, edge_weight, symmetric=True)
+    return to_sparse_adj(full, num_users + num_items, edge_weight, normalize=True,
+                         symmetric=True)
+
+
+class SparseAdjBuffer(torch.nn.Module):
+    r"""A :class:`SparseAdj` held by a model: the arrays of its CSR form (and of its transpose,
+    unless it is symmetric) are non-persistent buffers, so that ``model.to(device)`` moves it,
+    ``copy.deepcopy(model)`` works (torch cannot deep-copy CSR tensors) and checkpoints hold
+    parameters only. :meth:`get` returns the :class:`SparseAdj` (no copy).
+
+    Args:
+        adj (SparseAdj): The matrix to hold.
+    """
+
+    def __init__(self, adj: SparseAdj):
+        super().__init__()
+        self.set(adj)
+
+    def set(self, adj: SparseAdj) -> None:
+        r"""Replaces the held matrix (keeps the device and dtype of :obj:`adj`)."""
+        self.size_ = tuple(adj.shape)
+        self.symmetric = bool(adj.symmetric)
+        self.register_buffer("crow", adj.adj.crow_indices(), persistent=False)
+        self.register_buffer("col", adj.adj.col_indices(), persistent=False)
+        self.register_buffer("val", adj.adj.values(), persistent=False)
+        for name, value in zip(("crow_t", "col_t", "val_t"),
+                               (adj.adj_t.crow_indices(), adj.adj_t.col_indices(),
+                                adj.adj_t.values())):
+            if self.symmetric:
+                self._buffers.pop(name, None)
+            else:
+                self.register_buffer(name, value, persistent=False)
+
+    def get(self) -> SparseAdj:
+        with _csr_notice_silenced():
+            adj = torch.sparse_csr_tensor(self.crow, self.col, self.val, self.size_,
+                                          check_invariants=False)
+            if self.symmetric:
+                return SparseAdj(adj, adj, symmetric=True)
+            adj_t = torch.sparse_csr_tensor(self.crow_t, self.col_t, self.val_t,
+                                            (self.size_[1], self.size_[0]),
+                                            check_invariants=False)
+        return SparseAdj(adj, adj_t, symmetric=False)
+
+    def extra_repr(self) -> str:
+        return f"shape={self.size_}, nnz={self.col.numel()}, symmetric={self.symmetric}"

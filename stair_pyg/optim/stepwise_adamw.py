@@ -8,10 +8,29 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-from stair_pyg.nn.sparse import csr_mm, to_csr
-from stair_pyg.nn.stepwise import neumann_smooth
+from stair_pyg.nn.sparse import SparseAdj, SparseAdjBuffer
+from stair_pyg.nn.stepwise import propagate_series, series_coefficients
 
 _FUSED_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+
+
+def has_fused_adamw() -> bool:
+    r"""Whether this torch build has the fused AdamW kernel :func:`fused_adamw_direction` uses."""
+    return hasattr(torch, "_fused_adamw_")
+
+
+def fused_adamw_direction(param: Tensor, grad: Tensor, exp_avg: Tensor, exp_avg_sq: Tensor,
+                          step: Tensor, lr: float, beta1: float, beta2: float, eps: float,
+                          weight_decay: float) -> None:
+    r"""One AdamW update of :obj:`param` in place by torch's fused kernel (the moments and the
+    step counter :obj:`step`, a float32 tensor on :obj:`param`'s device, already counts this
+    step).
+
+    This is the one place that calls the private ``torch._fused_adamw_``; a change of its
+    signature in a new torch fails the tests of this module loudly."""
+    torch._fused_adamw_(  # type: ignore[attr-defined]
+        [param], [grad], [exp_avg], [exp_avg_sq], [], [step], amsgrad=False, lr=lr,
+        beta1=beta1, beta2=beta2, weight_decay=weight_decay, eps=eps, maximize=False)
 
 
 class StepwiseAdamW(Optimizer):
@@ -42,22 +61,23 @@ class StepwiseAdamW(Optimizer):
     where :math:`w` is the group's :obj:`beta`: **the weight used inside the series**. STAIR
     uses :math:`w_j = 1 - \beta_j = 0.1 + 0.9 (j/d)^{\gamma}`, the complement of the forward
     convolution's :func:`~stair_pyg.nn.stepwise_beta` (what
-    :meth:`stair_pyg.models.STAIR.stepwise_optimizer` passes). The parameters of a smoothed
+    :meth:`stair_pyg.models.STAIR.configure_optimizer` passes). The parameters of a smoothed
     group are stacked along their first dimension (in the order given) into the node signals
     ``[N, d]`` of the graph, e.g. one item-embedding table.
 
     A smoothed group is given as a dict with the extra keys
 
-    * :obj:`graph`: :obj:`(edge_index, edge_weight)`, the already normalised graph
-      :math:`\hat{\mathbf{A}}` over the :math:`N` stacked rows (as
-      :func:`~stair_pyg.nn.modality_graph` returns it), used as it is; following PyG's
-      convention node :obj:`edge_index[1]` receives :obj:`edge_weight * Delta[edge_index[0]]`
-      (the same for a symmetric graph); :obj:`edge_weight=None` means ones;
+    * :obj:`graph`: the already normalised graph :math:`\hat{\mathbf{A}}` ``[N, N]`` over the
+      :math:`N` stacked rows, used as it is: a :class:`~stair_pyg.nn.sparse.SparseAdj` (row
+      :math:`i` holds the weights of what row :math:`i` receives; build one from an edge list
+      with :func:`~stair_pyg.nn.to_sparse_adj`), or a model's
+      :class:`~stair_pyg.nn.sparse.SparseAdjBuffer`, read at every step, so that the
+      optimizer follows the model to another device;
     * :obj:`beta`: the per-channel weights :math:`w` ``[d]``;
     * :obj:`num_layers`: :math:`L`.
 
     **State dict.** :meth:`state_dict` holds the moments, steps and hyper-parameters, including
-    :obj:`beta` and :obj:`num_layers`, but not the graph tensors (they belong to the model);
+    :obj:`beta` and :obj:`num_layers`, but not the graph (it belongs to the model);
     :meth:`load_state_dict` keeps the graphs of the optimizer it is loaded into, so build the
     optimizer with the same groups (and graphs) first, then load.
 
@@ -88,8 +108,8 @@ class StepwiseAdamW(Optimizer):
             raise ValueError(f"invalid weight_decay: {weight_decay}")
         defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
                         graph=None, beta=None, num_layers=0)
-        self._adj_cache: Dict[int, Tuple[Any, Any, Tensor]] = {}
-        if fused and not hasattr(torch, "_fused_adamw_"):
+        self._coefs: Dict[Tuple, List[Tensor]] = {}
+        if fused and not has_fused_adamw():
             raise RuntimeError("fused=True needs a torch build with the fused AdamW kernel")
         self.fused = fused
         super().__init__(params, defaults)
@@ -100,15 +120,11 @@ class StepwiseAdamW(Optimizer):
         graph = group.get("graph")
         if graph is None:
             return
-        if not isinstance(graph, (tuple, list)) or len(graph) != 2:
-            raise ValueError("'graph' must be a pair (edge_index, edge_weight)")
-        edge_index, edge_weight = graph
-        if not isinstance(edge_index, Tensor) or edge_index.dim() != 2 or \
-                edge_index.size(0) != 2:
-            raise ValueError("'graph[0]' must be an edge_index tensor of shape [2, E]")
-        if edge_weight is not None and edge_weight.numel() != edge_index.size(1):
-            raise ValueError(f"'graph[1]' must have one weight per edge ({edge_index.size(1)}), "
-                             f"got {edge_weight.numel()}")
+        if not isinstance(graph, (SparseAdj, SparseAdjBuffer)):
+            raise ValueError(f"'graph' must be a SparseAdj or a SparseAdjBuffer, got "
+                             f"{type(graph).__name__} (build one from an edge list with "
+                             f"stair_pyg.nn.to_sparse_adj)")
+        shape = graph.get().shape if isinstance(graph, SparseAdjBuffer) else graph.shape
         if group.get("beta") is None:
             raise ValueError("a smoothed group needs 'beta' (the per-channel weights w)")
         beta = torch.as_tensor(group["beta"]).detach()
@@ -122,9 +138,8 @@ class StepwiseAdamW(Optimizer):
                                  f"[n, {beta.numel()}] (one column per beta), got "
                                  f"{tuple(p.shape)}")
             rows += p.size(0)
-        if edge_index.numel() > 0 and int(edge_index.max()) >= rows:
-            raise ValueError(f"the graph refers to node {int(edge_index.max())} but the group "
-                             f"has {rows} rows")
+        if tuple(shape) != (rows, rows):
+            raise ValueError(f"the graph has shape {tuple(shape)} but the group has {rows} rows")
         group["beta"] = beta
         group["num_layers"] = num_layers
 
@@ -156,7 +171,8 @@ class StepwiseAdamW(Optimizer):
                     raise RuntimeError("StepwiseAdamW does not support sparse gradients")
                 state = self.state[p]
                 if len(state) == 0:
-                    state["step"] = torch.tensor(0.0)
+                    # On the parameter's device, as the fused kernel reads it: no copy per step.
+                    state["step"] = torch.zeros((), dtype=torch.float32, device=p.device)
                     state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                     state["exp_avg_sq"] = torch.zeros_like(p,
                                                            memory_format=torch.preserve_format)
@@ -167,11 +183,10 @@ class StepwiseAdamW(Optimizer):
                     # One pass of torch's kernel. For a smoothed parameter it runs on a zero
                     # scratch tensor with lr -1 and no decay, which leaves +Delta in the scratch.
                     target = torch.zeros_like(p) if smoothed else p
-                    torch._fused_adamw_(
-                        [target], [grad], [exp_avg], [exp_avg_sq], [],
-                        [state["step"].to(device=p.device, dtype=torch.float32)],
-                        amsgrad=False, lr=-1.0 if smoothed else lr, beta1=beta1, beta2=beta2,
-                        weight_decay=0.0 if smoothed else wd, eps=eps, maximize=False)
+                    fused_adamw_direction(target, grad, exp_avg, exp_avg_sq, state["step"],
+                                          lr=-1.0 if smoothed else lr, beta1=beta1,
+                                          beta2=beta2, eps=eps,
+                                          weight_decay=0.0 if smoothed else wd)
                     if smoothed:
                         directions.append(target)
                     continue
@@ -192,36 +207,28 @@ class StepwiseAdamW(Optimizer):
 
             if smoothed:
                 delta = directions[0] if len(directions) == 1 else torch.cat(directions, dim=0)
-                adj = self._adjacency(index, group, delta)
-                delta = neumann_smooth(delta, lambda h: csr_mm(adj, h),
-                                       group["beta"].to(device=delta.device),
-                                       group["num_layers"])
+                graph = group["graph"]
+                adj = graph.get() if isinstance(graph, SparseAdjBuffer) else graph
+                with torch.no_grad():
+                    delta = propagate_series(delta, adj, self._coefficients(group, delta))
                 for p, d in zip(params, torch.split(delta, [p.size(0) for p in params])):
                     p.mul_(1.0 - lr * wd).add_(d, alpha=-lr)
         return loss
 
     def _use_fused(self, p: Tensor) -> bool:
-        if self.fused is False or not hasattr(torch, "_fused_adamw_"):
+        if self.fused is False or not has_fused_adamw():
             return False
         return p.device.type in ("cpu", "cuda") and p.dtype in _FUSED_DTYPES
 
-    def _adjacency(self, index: int, group: Dict[str, Any], like: Tensor) -> Tensor:
-        r"""The group's graph as a CSR matrix :math:`\hat{\mathbf{A}}` with
-        :math:`\hat{A}_{ij}` the weight of edge :math:`j \to i` (built once, then cached)."""
-        edge_index, edge_weight = group["graph"]
-        cached = self._adj_cache.get(index)
-        if cached is not None and cached[0] is edge_index and cached[1] is edge_weight and \
-                cached[2].device == like.device and cached[2].dtype == like.dtype:
-            return cached[2]
-        n = like.size(0)
-        ei = edge_index.to(like.device)
-        w = (torch.ones(ei.size(1), dtype=like.dtype, device=like.device) if edge_weight is None
-             else edge_weight.detach().to(dtype=like.dtype, device=like.device))
-        coo = torch.sparse_coo_tensor(torch.stack([ei[1], ei[0]]), w, (n, n),
-                                      check_invariants=False)
-        adj = to_csr(coo)
-        self._adj_cache[index] = (edge_index, edge_weight, adj)
-        return adj
+    def _coefficients(self, group: Dict[str, Any], like: Tensor) -> List[Tensor]:
+        r"""The group's series coefficients, computed once per dtype and device."""
+        beta = group["beta"]
+        key = (id(beta), beta._version, group["num_layers"], like.dtype, like.device)
+        coefs = self._coefs.get(key)
+        if coefs is None:
+            coefs = self._coefs[key] = series_coefficients(beta, group["num_layers"],
+                                                           like.dtype, like.device)
+        return coefs
 
     def state_dict(self) -> Dict[str, Any]:
         state = super().state_dict()
@@ -238,11 +245,17 @@ class StepwiseAdamW(Optimizer):
                 raise ValueError("the loaded state has no 'beta' for a smoothed group")
             if group.get("beta") is not None:
                 group["beta"] = torch.as_tensor(group["beta"]).detach()
-        self._adj_cache.clear()
+        for group in self.param_groups:
+            for p in group["params"]:
+                state = self.state.get(p)
+                if state and "step" in state:  # torch keeps a loaded step on the CPU
+                    state["step"] = torch.as_tensor(state["step"], dtype=torch.float32).to(
+                        p.device)
+        self._coefs.clear()
 
     def __setstate__(self, state: Dict[str, Any]) -> None:
         super().__setstate__(state)
-        self.__dict__.setdefault("_adj_cache", {})
+        self.__dict__.setdefault("_coefs", {})
 
 
-__all__ = ["StepwiseAdamW"]
+__all__ = ["StepwiseAdamW", "fused_adamw_direction", "has_fused_adamw"]

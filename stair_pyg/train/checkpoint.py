@@ -5,25 +5,26 @@ A checkpoint is a dictionary saved with :func:`torch.save` and read back with
 
 * ``format``: :data:`FORMAT` and ``kind`` (``"checkpoint"`` or ``"best"``);
 * ``model_name``, ``model_hparams`` (the model's :attr:`hparams`), ``model_state``;
-* ``optimizer_state`` (``kind="checkpoint"`` only; non-tensor entries of parameter groups, such as
-  a smoothing graph, are left out and re-attached from the live optimizer on load);
-* ``rng``: the states of torch (CPU and CUDA), numpy, Python's ``random`` and the sampler's
-  generator;
+* ``optimizer_state`` (``kind="checkpoint"`` only; the optimizer's own state dict);
+* ``rng``: the states of torch (CPU, and CUDA where it is initialised), numpy, Python's
+  ``random`` and the sampler's generator;
 * ``epoch`` (last completed epoch), ``best`` (best epoch, best value, evaluations without
   improvement), ``history``, ``finished``;
 * ``config`` (the resolved configuration) and ``dataset`` (:func:`dataset_fingerprint`).
 
-Restoring checks the fingerprint, the model name and hyper-parameters and every parameter shape
+:class:`TrainingState` is the typed form of that dictionary. Restoring checks the fingerprint, the model name and hyper-parameters and every parameter shape
 first, and raises :class:`CheckpointError` with what differs: a mismatching checkpoint is never
 silently ignored.
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import os
 import random
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Dict, Optional, Union
+from typing import Any, Dict, List, Optional, Union
 
 import numpy as np
 import torch
@@ -145,53 +146,28 @@ def load_model_state(model: torch.nn.Module, state_dict: Dict[str, Tensor],
     model.load_state_dict(state_dict)
 
 
-_PLAIN = (bool, int, float, str, type(None))
-
-
-def _plain(value: Any) -> bool:
-    if isinstance(value, _PLAIN) or isinstance(value, Tensor):
-        return True
-    if isinstance(value, (list, tuple)):
-        return all(_plain(v) for v in value)
-    if isinstance(value, dict):
-        return all(isinstance(k, _PLAIN) and _plain(v) for k, v in value.items())
-    return False
-
-
-def optimizer_state(optimizer: torch.optim.Optimizer) -> Dict[str, Any]:
-    r"""The optimizer's :meth:`state_dict` without parameter-group entries that are not plain
-    data (a smoothing operator of :class:`~stair_pyg.optim.StepwiseAdamW`, for example): those
-    are part of the model's construction, not of the training state."""
-    state = optimizer.state_dict()
-    groups = [{k: v for k, v in group.items() if _plain(v)} for group in state["param_groups"]]
-    return {"state": state["state"], "param_groups": groups}
-
-
 def restore_optimizer(optimizer: torch.optim.Optimizer, saved: Dict[str, Any],
                       path: Any = "") -> None:
-    r"""Loads :func:`optimizer_state` output, re-attaching the entries it left out."""
+    r"""Loads an optimizer's saved :meth:`~torch.optim.Optimizer.state_dict` after checking
+    that its parameter groups match, with a :class:`CheckpointError` naming the checkpoint
+    otherwise. (What is not training state, such as the smoothing graph of
+    :class:`~stair_pyg.optim.StepwiseAdamW`, is left out of the optimizer's own state dict.)"""
     current = optimizer.state_dict()["param_groups"]
     groups = saved.get("param_groups", [])
     if len(groups) != len(current) or any(len(a["params"]) != len(b["params"])
                                           for a, b in zip(groups, current)):
         raise CheckpointError(f"checkpoint {path}: optimizer parameter groups do not match "
                               f"the model's")
-    live = optimizer.param_groups
-    merged = []
-    for group, live_group in zip(groups, live):
-        full = dict(group)
-        for key, value in live_group.items():
-            if key not in full and key != "params":
-                full[key] = value
-        merged.append(full)
     try:
-        optimizer.load_state_dict({"state": saved["state"], "param_groups": merged})
+        optimizer.load_state_dict(saved)
     except (ValueError, KeyError, RuntimeError) as e:
         raise CheckpointError(f"checkpoint {path}: optimizer state does not fit: {e}") from e
 
 
 def rng_state(generator: Optional[torch.Generator] = None) -> Dict[str, Any]:
-    r"""States of every random number generator a training run draws from."""
+    r"""States of every random number generator a training run draws from (CPU tensors). The
+    CUDA generator of the current device is included only where CUDA is initialised already,
+    so that a CPU run never opens a CUDA context."""
     np_state = np.random.get_state()
     state: Dict[str, Any] = {
         "torch": torch.get_rng_state(),
@@ -201,7 +177,7 @@ def rng_state(generator: Optional[torch.Generator] = None) -> Dict[str, Any]:
         "python": random.getstate(),
         # the current device only: under data parallelism each rank owns one GPU, and touching
         # every device would open a CUDA context on each of them from every rank
-        "cuda": [torch.cuda.get_rng_state()] if torch.cuda.is_available() else [],
+        "cuda": [torch.cuda.get_rng_state()] if torch.cuda.is_initialized() else [],
     }
     if generator is not None:
         state["generator"] = generator.get_state()
@@ -209,14 +185,72 @@ def rng_state(generator: Optional[torch.Generator] = None) -> Dict[str, Any]:
 
 
 def set_rng_state(state: Dict[str, Any], generator: Optional[torch.Generator] = None) -> None:
-    r"""Restores what :func:`rng_state` returned."""
+    r"""Restores what :func:`rng_state` returned, from CPU copies of the saved tensors whatever
+    device the checkpoint was loaded to; the CUDA state only where CUDA is initialised."""
     torch.set_rng_state(state["torch"].cpu())
     np_state = state["numpy"]
-    np.random.set_state((np_state["name"], np_state["keys"].numpy().astype(np.uint32),
+    np.random.set_state((np_state["name"], np_state["keys"].cpu().numpy().astype(np.uint32),
                          np_state["pos"], np_state["has_gauss"], np_state["cached_gaussian"]))
     py = state["python"]
     random.setstate((py[0], tuple(py[1]), py[2]))
-    if state.get("cuda") and torch.cuda.is_available():
+    if state.get("cuda") and torch.cuda.is_initialized():
         torch.cuda.set_rng_state(state["cuda"][0].cpu())
     if generator is not None and "generator" in state:
         generator.set_state(state["generator"].cpu())
+
+
+def _clone(obj: Any) -> Any:
+    if isinstance(obj, Tensor):
+        return obj.detach().clone()
+    if isinstance(obj, dict):
+        return {k: _clone(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_clone(v) for v in obj]
+    if isinstance(obj, tuple):
+        return tuple(_clone(v) for v in obj)
+    return copy.deepcopy(obj)
+
+
+@dataclass
+class TrainingState:
+    r"""What a checkpoint holds (see the module docstring): the whole training state
+    (``kind="checkpoint"``, ``checkpoint.pt``) or the best model's weights (``kind="best"``,
+    ``best.pt``, without optimizer, generator and history)."""
+
+    kind: str
+    model_name: str
+    model_hparams: Dict[str, Any]
+    model_state: Dict[str, Tensor]
+    config: Dict[str, Any]
+    dataset: Dict[str, Any]
+    epoch: int
+    best: Dict[str, Any]
+    optimizer_state: Optional[Dict[str, Any]] = None
+    best_model_state: Optional[Dict[str, Tensor]] = None
+    rng: Optional[Dict[str, Any]] = None
+    history: List[Dict[str, Any]] = field(default_factory=list)
+    finished: bool = False
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {k: v for k, v in asdict_shallow(self).items() if v is not None}
+
+    @classmethod
+    def from_dict(cls, state: Dict[str, Any], path: Any = "") -> "TrainingState":
+        names = {f.name for f in fields(cls)}
+        try:
+            return cls(**{k: v for k, v in state.items() if k in names})
+        except TypeError as e:
+            raise CheckpointError(f"checkpoint {path} lacks entries: {e}") from e
+
+    def clone(self) -> "TrainingState":
+        r"""A deep copy whose tensors are detached clones (a snapshot that later training
+        steps do not change)."""
+        return TrainingState(**{k: _clone(v) for k, v in asdict_shallow(self).items()})
+
+    def save(self, path: Union[str, Path]) -> None:
+        save_checkpoint(self.to_dict(), path)
+
+
+def asdict_shallow(obj: Any) -> Dict[str, Any]:
+    r""":func:`dataclasses.asdict` without its deep copy."""
+    return {f.name: getattr(obj, f.name) for f in fields(obj)}

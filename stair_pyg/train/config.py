@@ -6,7 +6,7 @@ A configuration has three sections::
     model:     {name: stair, embedding_dim: 64, ...}                   # get_model(name).from_data
     train:     {epochs: 500, batch_size: 1024, lr: 1.0e-3, ...}        # Trainer settings
 
-:func:`resolve_config` fills in the defaults of ``train`` (:data:`TRAIN_DEFAULTS`), checks every
+:func:`resolve_config` fills in the defaults of ``train`` (:class:`TrainConfig`), checks every
 key and type, and turns a relative ``dataset.path`` into an absolute one (relative to the current
 directory, else to the directory of the config file), so that the resolved configuration saved
 beside the results can be re-run from anywhere.
@@ -14,41 +14,161 @@ beside the results can be re-run from anywhere.
 from __future__ import annotations
 
 import copy
-import inspect
+import math
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Dict, Iterable, Optional, Sequence, Union
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Union
 
 import yaml
 
 from stair_pyg.eval.metrics import parse_metric
-
-TRAIN_DEFAULTS: Dict[str, Any] = {
-    "epochs": 500,
-    "batch_size": 1024,
-    "lr": 1.0e-3,
-    "weight_decay": 0.0,
-    "seed": 1,
-    "patience": 20,  # evaluations without improvement before stopping; 0 or null: never stop
-    "eval_every": 1,
-    "metric": "NDCG@20",
-    "ks": [10, 20, 50],
-    "device": "auto",
-    "checkpoint_every": 5,
-    "eval_batch_users": 4096,
-    # Negatives drawn from "all" items (MMRec, the STAIR paper) or only the "interacted" ones
-    # (items with training interactions; see NegativeSampler: helps cold-start items).
-    "negatives": "all",
-    # On CPU, fix glibc's malloc thresholds so that large temporaries are reused instead of
-    # mapped afresh every step (stair_pyg.train.allocator; about 1.35x on a sports epoch).
-    "tune_malloc": True,
-}
-
-FILE_FORMATS = ("mmrec", "recbole", "csv")
-SECTIONS = ("dataset", "model", "train")
-
+from stair_pyg.keywords import check_keywords
 
 class ConfigError(ValueError):
     r"""A configuration that cannot be run; the message names the offending key."""
+
+
+#: Seeds are 64-bit (torch's generators take at most 2^64 - 1; numpy's use the seed mod 2^32).
+MAX_SEED = 2 ** 64 - 1
+
+
+def _int(key: str, value: Any, minimum: Optional[int] = None, maximum: Optional[int] = None,
+         allow_none: bool = False) -> Optional[int]:
+    if value is None and allow_none:
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # 5.0 is 5; 16.5 is refused below, never rounded
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"'{key}' must be an integer, got {value!r}")
+    if minimum is not None and value < minimum:
+        raise ConfigError(f"'{key}' must be >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"'{key}' must be <= {maximum}, got {value}")
+    return value
+
+
+def _float(key: str, value: Any, minimum: float, maximum: float, strictly: bool = False) -> float:
+    # PyYAML follows YAML 1.1, where "1e-3" (no dot) is a string: accept numeric strings.
+    if isinstance(value, bool):
+        raise ConfigError(f"'{key}' must be a number, got {value!r}")
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"'{key}' must be a number, got {value!r}") from None
+    if not math.isfinite(out):
+        raise ConfigError(f"'{key}' must be a finite number, got {value!r}")
+    if out <= minimum if strictly else out < minimum:
+        raise ConfigError(f"'{key}' must be {'>' if strictly else '>='} {minimum}, got {out}")
+    if out > maximum:
+        raise ConfigError(f"'{key}' must be <= {maximum} (a larger value cannot train), got "
+                          f"{out}")
+    return out
+
+
+def _choice(key: str, value: Any, choices: Sequence[str]) -> str:
+    if value not in choices:
+        raise ConfigError(f"'{key}' must be one of {list(choices)}, got {value!r}")
+    return value
+
+
+def _bool(key: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"'{key}' must be true or false, got {value!r}")
+    return value
+
+
+@dataclass
+class TrainConfig:
+    r"""The ``train`` section of a configuration: every setting of
+    :class:`~stair_pyg.train.Trainer`, with its default and its check.
+
+    :meth:`from_dict` reads a section, refusing unknown keys and every value of the wrong type
+    or range with a :class:`ConfigError` that names the key (``train.lr``); nothing is coerced
+    silently (an integer setting of 16.5 is an error, 16.0 is 16).
+    """
+
+    #: Most training epochs.
+    epochs: int = 500
+    #: Interactions per batch.
+    batch_size: int = 1024
+    #: Learning rate.
+    lr: float = 1.0e-3
+    #: Weight decay (decoupled for STAIR's AdamW, L2 for Adam).
+    weight_decay: float = 0.0
+    #: Seed of shuffling, negative sampling and the model's initialisation.
+    seed: int = 1
+    #: Evaluations without improvement before stopping; 0 or null: never stop early.
+    patience: Optional[int] = 20
+    #: Evaluate the validation split every this many epochs.
+    eval_every: int = 1
+    #: The validation metric that selects the model, ``NAME@K``.
+    metric: str = "NDCG@20"
+    #: Cut-offs of the reported metrics (the metric's own is added).
+    ks: List[int] = field(default_factory=lambda: [10, 20, 50])
+    #: ``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``.
+    device: str = "auto"
+    #: Write ``checkpoint.pt`` every this many epochs (0: only at the end or on Ctrl-C).
+    checkpoint_every: int = 5
+    #: Most users per full-ranking block.
+    eval_batch_users: Optional[int] = 4096
+    #: Negatives drawn from ``all`` items (MMRec, the STAIR paper) or only the ``interacted``
+    #: ones (items with training interactions; helps cold-start items).
+    negatives: str = "all"
+    #: On CPU, fix glibc's malloc thresholds so that large temporaries are reused instead of
+    #: mapped afresh every step (:mod:`stair_pyg.train.allocator`; a process-wide setting, made
+    #: by the experiment runner, not by the trainer).
+    tune_malloc: bool = True
+    #: Deterministic kernels on CUDA (:func:`~stair_pyg.train.device.use_deterministic_algorithms`).
+    deterministic: bool = False
+
+    def __post_init__(self) -> None:
+        self.epochs = _int("train.epochs", self.epochs, 1)
+        self.batch_size = _int("train.batch_size", self.batch_size, 1)
+        self.lr = _float("train.lr", self.lr, 0.0, 10.0, strictly=True)
+        self.weight_decay = _float("train.weight_decay", self.weight_decay, 0.0, 1e4)
+        self.seed = _int("train.seed", self.seed, 0, MAX_SEED)
+        self.patience = _int("train.patience", self.patience, 0, allow_none=True)
+        self.eval_every = _int("train.eval_every", self.eval_every, 1)
+        self.checkpoint_every = _int("train.checkpoint_every", self.checkpoint_every, 0)
+        self.eval_batch_users = _int("train.eval_batch_users", self.eval_batch_users, 1,
+                                     allow_none=True)
+        ks = self.ks
+        if isinstance(ks, int) and not isinstance(ks, bool):
+            ks = [ks]
+        if not isinstance(ks, (list, tuple)) or not ks:
+            raise ConfigError(f"'train.ks' must be a list of positive integers, got {ks!r}")
+        ks = [_int("train.ks", k, 1) for k in ks]
+        try:
+            name, k = parse_metric(self.metric)
+        except ValueError as e:
+            raise ConfigError(f"'train.metric': {e}") from None
+        self.metric = f"{name}@{k}"
+        self.ks = sorted(set(ks) | {k})
+        self.negatives = _choice("train.negatives", self.negatives, ("all", "interacted"))
+        self.tune_malloc = _bool("train.tune_malloc", self.tune_malloc)
+        self.deterministic = _bool("train.deterministic", self.deterministic)
+        device = self.device
+        if not isinstance(device, str) or not (
+                device in ("auto", "cpu", "cuda") or
+                (device.startswith("cuda:") and device[5:].isdigit())):
+            raise ConfigError(f"'train.device' must be auto, cpu, cuda or cuda:N, got {device!r}")
+
+    @classmethod
+    def from_dict(cls, section: Optional[Mapping[str, Any]]) -> "TrainConfig":
+        r"""Reads a ``train`` section (missing keys take their defaults)."""
+        section = dict(section or {})
+        names = [f.name for f in fields(cls)]
+        for key in section:
+            if key not in names:
+                raise ConfigError(f"unknown key 'train.{key}'; allowed: {sorted(names)}")
+        return cls(**section)
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {f.name: copy.deepcopy(getattr(self, f.name)) for f in fields(self)}
+
+
+FILE_FORMATS = ("mmrec", "recbole", "csv")
+SECTIONS = ("dataset", "model", "train")
 
 
 def load_yaml(path: Union[str, Path]) -> Dict[str, Any]:
@@ -139,33 +259,6 @@ def save_config(config: Dict[str, Any], path: Union[str, Path]) -> None:
         yaml.safe_dump(config, f, sort_keys=False, default_flow_style=None)
 
 
-def _as_int(key: str, value: Any, minimum: Optional[int] = None, allow_none: bool = False):
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)
-        else:
-            raise ConfigError(f"'{key}' must be an integer, got {value!r}")
-    if minimum is not None and value < minimum:
-        raise ConfigError(f"'{key}' must be >= {minimum}, got {value}")
-    return value
-
-
-def _as_float(key: str, value: Any, minimum: Optional[float] = None,
-              strictly: bool = False) -> float:
-    # PyYAML follows YAML 1.1, where "1e-3" (no dot) is a string: accept numeric strings.
-    if isinstance(value, bool):
-        raise ConfigError(f"'{key}' must be a number, got {value!r}")
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"'{key}' must be a number, got {value!r}") from None
-    if minimum is not None and (out <= minimum if strictly else out < minimum):
-        raise ConfigError(f"'{key}' must be {'>' if strictly else '>='} {minimum}, got {out}")
-    return out
-
-
 def _resolve_path(raw: Any, base_dir: Optional[Path]) -> str:
     if not isinstance(raw, (str, Path)) or not str(raw):
         raise ConfigError(f"'dataset.path' must be a folder path, got {raw!r}")
@@ -188,11 +281,12 @@ def _check_dataset_keys(dataset: Dict[str, Any]) -> None:
     fmt = dataset["format"]
     if fmt not in loaders:
         raise ConfigError(f"'dataset.format' must be one of {sorted(loaders)}, got {fmt!r}")
-    params = inspect.signature(loaders[fmt]).parameters
-    for key in dataset:
-        if key != "format" and key not in params:
-            raise ConfigError(f"unknown key 'dataset.{key}' for format '{fmt}'; "
-                              f"allowed: {sorted(params)}")
+    check_keywords([k for k in dataset if k != "format"], loaders[fmt], section="dataset",
+                   owner=f"format '{fmt}'", error=ConfigError)
+
+
+#: Constructor arguments that are data, not hyper-parameters: :meth:`from_data` fills them in.
+_DATA_ARGUMENTS = ("data", "num_users", "num_items", "edge_index", "features", "adj")
 
 
 def _check_model(model: Dict[str, Any]) -> None:
@@ -201,26 +295,10 @@ def _check_model(model: Dict[str, Any]) -> None:
     name = model.get("name")
     if not isinstance(name, str) or name.lower() not in MODELS:
         raise ConfigError(f"'model.name' must be one of {sorted(MODELS)}, got {name!r}")
-    try:
-        cls = get_model(name)
-    except ImportError as e:
-        raise ConfigError(f"'model.name': model '{name}' cannot be imported: {e}") from e
-    allowed = set()
-    open_ended = False
-    for fn in (cls.from_data, cls.__init__):
-        params = inspect.signature(fn).parameters.values()
-        named = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-        allowed.update(n for n in named if n not in ("self", "cls", "data"))
-        if not any(p.kind == p.VAR_KEYWORD for p in params):
-            open_ended = False
-            break
-        open_ended = True
-    if open_ended:
-        return
-    for key in model:
-        if key != "name" and key not in allowed:
-            raise ConfigError(f"unknown key 'model.{key}' for model '{name}'; "
-                              f"allowed: {sorted(allowed - {'num_users', 'num_items'})}")
+    cls = get_model(name)
+    check_keywords([k for k in model if k != "name"], cls.from_data, cls.__init__,
+                   section="model", owner=f"model '{name}'", error=ConfigError,
+                   hidden=_DATA_ARGUMENTS)
 
 
 def resolve_config(config: Dict[str, Any], base_dir: Optional[Union[str, Path]] = None,
@@ -265,42 +343,5 @@ def resolve_config(config: Dict[str, Any], base_dir: Optional[Union[str, Path]] 
         raise ConfigError("'model.name' is required")
     _check_model(cfg["model"])
 
-    train = cfg["train"]
-    for key in train:
-        if key not in TRAIN_DEFAULTS:
-            raise ConfigError(f"unknown key 'train.{key}'; allowed: {sorted(TRAIN_DEFAULTS)}")
-    for key, value in TRAIN_DEFAULTS.items():
-        train.setdefault(key, copy.deepcopy(value))
-    train["epochs"] = _as_int("train.epochs", train["epochs"], 1)
-    train["batch_size"] = _as_int("train.batch_size", train["batch_size"], 1)
-    train["lr"] = _as_float("train.lr", train["lr"], 0.0, strictly=True)
-    train["weight_decay"] = _as_float("train.weight_decay", train["weight_decay"], 0.0)
-    train["seed"] = _as_int("train.seed", train["seed"], 0)
-    train["patience"] = _as_int("train.patience", train["patience"], 0, allow_none=True)
-    train["eval_every"] = _as_int("train.eval_every", train["eval_every"], 1)
-    train["checkpoint_every"] = _as_int("train.checkpoint_every", train["checkpoint_every"], 0)
-    train["eval_batch_users"] = _as_int("train.eval_batch_users", train["eval_batch_users"], 1,
-                                        allow_none=True)
-    ks = train["ks"]
-    if isinstance(ks, int) and not isinstance(ks, bool):
-        ks = [ks]
-    if not isinstance(ks, (list, tuple)) or not ks:
-        raise ConfigError(f"'train.ks' must be a list of positive integers, got {ks!r}")
-    ks = [_as_int("train.ks", k, 1) for k in ks]
-    try:
-        name, k = parse_metric(train["metric"])
-    except ValueError as e:
-        raise ConfigError(f"'train.metric': {e}") from None
-    train["metric"] = f"{name}@{k}"
-    train["ks"] = sorted(set(ks) | {k})
-    if not isinstance(train["tune_malloc"], bool):
-        raise ConfigError(f"'train.tune_malloc' must be true or false, got "
-                          f"{train['tune_malloc']!r}")
-    if train["negatives"] not in ("all", "interacted"):
-        raise ConfigError(f"'train.negatives' must be 'all' or 'interacted', got "
-                          f"{train['negatives']!r}")
-    device = train["device"]
-    if not isinstance(device, str) or not (device in ("auto", "cpu", "cuda")
-                                           or device.startswith("cuda:")):
-        raise ConfigError(f"'train.device' must be auto, cpu, cuda or cuda:N, got {device!r}")
+    cfg["train"] = TrainConfig.from_dict(cfg["train"]).to_dict()
     return cfg

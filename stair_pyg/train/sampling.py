@@ -6,7 +6,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from stair_pyg.eval.evaluator import PairIndex
+from stair_pyg.nn.retrieval import PairIndex
 
 
 class NegativeSampler:

@@ -31,15 +31,13 @@ depend on the number of ranks.
 """
 from __future__ import annotations
 
-import copy
 import json
 import math
-import random
 import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -48,86 +46,15 @@ from torch import Tensor
 from stair_pyg.data.hetero import EDGE, RecDataset, num_users_items
 from stair_pyg.eval.evaluator import COLD_PREFIX, evaluate
 from stair_pyg.models.base import Recommender
-from stair_pyg.nn.sparse import SparseAdj
 from stair_pyg.train import checkpoint as ckpt
 from stair_pyg.train import distributed
-from stair_pyg.train.allocator import tune_cpu_allocator
-from stair_pyg.train.config import TRAIN_DEFAULTS, ConfigError, resolve_config, save_config
+from stair_pyg.train.checkpoint import TrainingState
+from stair_pyg.train.config import TrainConfig, save_config
+from stair_pyg.train.device import resolve_device
 from stair_pyg.train.sampling import NegativeSampler
 
 # Training settings that change the trajectory: a resumed run must use the checkpoint's values.
 _TRAJECTORY_KEYS = ("seed", "batch_size", "lr", "weight_decay", "eval_every", "metric")
-
-
-def resolve_device(device: Union[str, torch.device, None] = "auto") -> torch.device:
-    r"""``"auto"`` (or :obj:`None`) picks CUDA when available, else CPU."""
-    if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device 'cuda' was requested but CUDA is not available "
-                           "(use --device cpu or auto)")
-    return device
-
-
-def _move(value: Any, device: torch.device) -> Any:
-    if isinstance(value, (Tensor, SparseAdj)):
-        return value.to(device)
-    if isinstance(value, list):
-        return [_move(v, device) for v in value]
-    if isinstance(value, tuple) and not hasattr(value, "_fields"):
-        return tuple(_move(v, device) for v in value)
-    if isinstance(value, dict):
-        return {k: _move(v, device) for k, v in value.items()}
-    return value
-
-
-def move_to_device(model: torch.nn.Module, device: Union[str, torch.device]) -> torch.nn.Module:
-    r"""Moves a model to :obj:`device`: parameters and buffers through :meth:`Module.to`, and
-    the graphs that models keep as **plain attributes** (a :class:`~stair_pyg.nn.sparse.SparseAdj`
-    or a tensor, also inside a list, tuple or dict) of the model and of each of its sub-modules.
-
-    This is the convention every model of the library relies on: structures built in
-    :meth:`from_data` need no registration to follow the model to the GPU.
-    """
-    device = torch.device(device)
-    model.to(device)
-    for module in model.modules():
-        for name, value in list(vars(module).items()):
-            if name.startswith("_") and name in ("_parameters", "_buffers", "_modules"):
-                continue
-            moved = _move(value, device)
-            if moved is not value:
-                object.__setattr__(module, name, moved)
-    return model
-
-
-def seed_everything(seed: int) -> None:
-    r"""Seeds Python's ``random``, numpy and torch (CPU and CUDA)."""
-    random.seed(seed)
-    np.random.seed(seed % (2 ** 32))
-    torch.manual_seed(seed)
-
-
-def build_model(model_config: Dict[str, Any], data) -> Recommender:
-    r"""``get_model(model_config["name"]).from_data(data, **rest)``."""
-    from stair_pyg.models import get_model
-
-    hparams = {k: v for k, v in model_config.items() if k != "name"}
-    cls = get_model(model_config["name"])
-    return cls.from_data(data, **hparams)
-
-
-def _clone(obj: Any) -> Any:
-    if isinstance(obj, Tensor):
-        return obj.detach().clone()
-    if isinstance(obj, dict):
-        return {k: _clone(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_clone(v) for v in obj]
-    if isinstance(obj, tuple):
-        return tuple(_clone(v) for v in obj)
-    return copy.deepcopy(obj)
 
 
 class Trainer:
@@ -135,15 +62,16 @@ class Trainer:
     :class:`~stair_pyg.data.hetero.RecDataset`.
 
     The model is used only through its interface: :meth:`configure_optimizer` once,
-    :meth:`pre_epoch` at the start of every epoch, :meth:`loss` on every batch of
-    ``(users, positives, negatives)``, and :meth:`embeddings` (in evaluation mode) for the
+    :meth:`pre_epoch` at the start of every epoch, :meth:`recommendation_loss` on every batch of
+    ``(users, positives, negatives)``, and :meth:`get_embedding` (in evaluation mode) for the
     full-ranking evaluation.
 
     Args:
         model (Recommender): The model, built from ``dataset.data`` (training edges only).
         dataset (RecDataset): Training graph and splits.
-        train_config (dict): The ``train`` section of a configuration (missing keys take
-            :data:`~stair_pyg.train.config.TRAIN_DEFAULTS`).
+        train_config (TrainConfig or dict, optional): The training settings, or the ``train``
+            section of a configuration (missing keys take their
+            :class:`~stair_pyg.train.config.TrainConfig` defaults).
         out_dir (str or Path, optional): Where checkpoints, history, metrics and curves go;
             :obj:`None` keeps everything in memory. (default: :obj:`None`)
         progress (bool, optional): Show a progress bar per epoch (only on a terminal) and a line
@@ -153,6 +81,8 @@ class Trainer:
         on_batch (callable, optional): ``on_batch(epoch, batch_index)`` after every optimizer
             step (for tests and monitoring; raising :class:`KeyboardInterrupt` from it stops
             training as Ctrl-C does).
+        notices (Sequence[str], optional): Notices about the data (duplicates merged, users
+            only in validation, ...), kept in ``metrics.json``.
 
     In an initialised :mod:`torch.distributed` process group of several ranks, the trainer runs
     data-parallel (see the module docstring); rank 0 alone evaluates and writes to
@@ -163,39 +93,37 @@ class Trainer:
         self,
         model: Recommender,
         dataset: RecDataset,
-        train_config: Optional[Dict[str, Any]] = None,
+        train_config: Union[TrainConfig, Dict[str, Any], None] = None,
         out_dir: Union[str, Path, None] = None,
         progress: bool = True,
         config: Optional[Dict[str, Any]] = None,
         model_name: Optional[str] = None,
         on_batch: Optional[Callable[[int, int], None]] = None,
+        notices: Sequence[str] = (),
     ):
-        cfg = dict(TRAIN_DEFAULTS)
-        cfg.update(train_config or {})
+        cfg = train_config if isinstance(train_config, TrainConfig) else \
+            TrainConfig.from_dict(train_config)
         self.cfg = cfg
-        self.config = config if config is not None else {"train": cfg}
+        self.config = config if config is not None else {"train": cfg.to_dict()}
         self.model_name = model_name or type(model).__name__
         self.dataset = dataset
         self.splits = dataset.splits
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.progress = progress
         self.on_batch = on_batch
-        self.device = resolve_device(cfg["device"])
+        self.notices = list(notices)
         self.rank, self.world_size = distributed.rank_and_world_size()
         self.is_main = self.rank == 0
-        if self.world_size > 1 and self.device.type == "cuda" and self.device.index is None:
-            self.device = torch.device("cuda", torch.cuda.current_device())  # LOCAL_RANK's GPU
-        if self.device.type == "cpu" and cfg.get("tune_malloc", True):
-            tune_cpu_allocator()
-        self.model = move_to_device(model, self.device)
-        self.optimizer = model.configure_optimizer(float(cfg["lr"]), float(cfg["weight_decay"]))
+        self.device = resolve_device(cfg.device, self.world_size)
+        self.model = model.to(self.device)
+        self.optimizer = model.configure_optimizer(cfg.lr, cfg.weight_decay)
         self.num_users, self.num_items = num_users_items(dataset.data)
         self.train_pairs = dataset.data[EDGE].edge_index.cpu()
         self.sampler = NegativeSampler(self.train_pairs, self.num_users, self.num_items,
-                                       interacted_only=cfg["negatives"] == "interacted")
-        self.generator = torch.Generator().manual_seed(int(cfg["seed"]))
-        self.metric = cfg["metric"]
-        self.ks = sorted(set(cfg["ks"]))
+                                       interacted_only=cfg.negatives == "interacted")
+        self.generator = torch.Generator().manual_seed(cfg.seed)
+        self.metric = cfg.metric
+        self.ks = sorted(set(cfg.ks))
         self.fingerprint = ckpt.dataset_fingerprint(dataset)
         # Training state.
         self.epoch = 0
@@ -205,32 +133,27 @@ class Trainer:
         self.history: List[Dict[str, Any]] = []
         self.best_state: Optional[Dict[str, Tensor]] = None
         self.finished = False
-        self._snapshot: Optional[Dict[str, Any]] = None
+        self._snapshot: Optional[TrainingState] = None
 
     # ---------------------------------------------------------------------------------------
     # State capture / restore
-    def _state(self, clone: bool) -> Dict[str, Any]:
-        copy_ = _clone if clone else (lambda x: x)
-        return {
-            "kind": "checkpoint",
-            "model_name": self.model_name,
-            "model_hparams": self.model.hparams,
-            "model_state": copy_(self.model.state_dict()),
-            "optimizer_state": copy_(ckpt.optimizer_state(self.optimizer)),
-            "best_model_state": self.best_state,
-            "rng": ckpt.rng_state(self.generator),
-            "epoch": self.epoch,
-            "best": {"epoch": self.best_epoch, "value": self.best_value,
-                     "bad_evals": self.bad_evals, "metric": self.metric},
-            "history": copy.deepcopy(self.history),
-            "finished": self.finished,
-            "config": self.config,
-            "dataset": self.fingerprint,
-        }
+    def state(self) -> TrainingState:
+        r"""The full training state at the current point (what ``checkpoint.pt`` holds), sharing
+        tensors with the live model and optimizer (:meth:`TrainingState.clone` for a
+        snapshot)."""
+        return TrainingState(
+            kind="checkpoint", model_name=self.model_name, model_hparams=self.model.hparams,
+            model_state=self.model.state_dict(), config=self.config, dataset=self.fingerprint,
+            epoch=self.epoch,
+            best={"epoch": self.best_epoch, "value": self.best_value,
+                  "bad_evals": self.bad_evals, "metric": self.metric},
+            optimizer_state=self.optimizer.state_dict(), best_model_state=self.best_state,
+            rng=ckpt.rng_state(self.generator), history=self.history,
+            finished=self.finished)
 
     def state_dict(self) -> Dict[str, Any]:
-        r"""The full training state at the current point (what ``checkpoint.pt`` holds)."""
-        return self._state(clone=False)
+        r"""The full training state as a dictionary (:meth:`state`)."""
+        return self.state().to_dict()
 
     def load_state_dict(self, state: Dict[str, Any], path: Any = "") -> None:
         r"""Restores a state from :meth:`state_dict` after checking that it belongs to this
@@ -239,8 +162,9 @@ class Trainer:
         ckpt.check_dataset(state, self.fingerprint, path)
         ckpt.check_model(state, self.model_name, self.model.hparams, path)
         saved_train = state.get("config", {}).get("train", {})
-        diff = {k: (saved_train.get(k), self.cfg.get(k)) for k in _TRAJECTORY_KEYS
-                if k in saved_train and saved_train.get(k) != self.cfg.get(k)}
+        current = self.cfg.to_dict()
+        diff = {k: (saved_train.get(k), current[k]) for k in _TRAJECTORY_KEYS
+                if k in saved_train and saved_train.get(k) != current[k]}
         if diff:
             raise ckpt.CheckpointError(
                 f"checkpoint {path} was written with other training settings; differences "
@@ -267,21 +191,21 @@ class Trainer:
         r"""Where to write :obj:`name`: :obj:`None` without an output folder and on ranks > 0."""
         return self._path(name) if self.is_main else None
 
-    def _write_checkpoint(self, state: Dict[str, Any]) -> None:
+    def _write_checkpoint(self, state: TrainingState) -> None:
         path = self._output("checkpoint.pt")
         if path is not None:
-            ckpt.save_checkpoint(state, path)
+            state.save(path)
 
     def _write_best(self) -> None:
         path = self._output("best.pt")
         if path is None:
             return
-        ckpt.save_checkpoint({
-            "kind": "best", "model_name": self.model_name, "model_hparams": self.model.hparams,
-            "model_state": self.best_state, "epoch": self.best_epoch,
-            "best": {"epoch": self.best_epoch, "value": self.best_value, "metric": self.metric},
-            "config": self.config, "dataset": self.fingerprint,
-        }, path)
+        TrainingState(
+            kind="best", model_name=self.model_name, model_hparams=self.model.hparams,
+            model_state=self.best_state, config=self.config, dataset=self.fingerprint,
+            epoch=self.best_epoch,
+            best={"epoch": self.best_epoch, "value": self.best_value, "metric": self.metric},
+        ).save(path)
 
     def _rewrite_history(self) -> None:
         path = self._output("history.jsonl")
@@ -304,7 +228,7 @@ class Trainer:
         users, pos = self.train_pairs[0, perm], self.train_pairs[1, perm]
         neg = self.sampler.sample(users, self.generator)
         users, pos, neg = (t.to(self.device) for t in (users, pos, neg))  # one transfer per epoch
-        batch_size = int(self.cfg["batch_size"])
+        batch_size = self.cfg.batch_size
         num_batches = (num_edges + batch_size - 1) // batch_size
         total = torch.zeros((), dtype=torch.float64, device=self.device)
         bar = tqdm(total=num_batches, desc=f"epoch {epoch}", unit="batch", leave=False,
@@ -341,7 +265,7 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         loss = torch.zeros((), device=self.device)
         if local_n > 0:
-            loss = self.model.loss(users[share], pos_items[share], neg_items[share])
+            loss = self.model.recommendation_loss(users[share], pos_items[share], neg_items[share])
             (loss * (local_n / n) if self.world_size > 1 else loss).backward()
         loss = loss.detach()
         if self.world_size > 1:
@@ -355,7 +279,7 @@ class Trainer:
 
     def _evaluate(self, which: str) -> Dict[str, float]:
         return evaluate(self.model, self.splits, which, ks=self.ks,
-                        batch_users=self.cfg.get("eval_batch_users"))
+                        batch_users=self.cfg.eval_batch_users)
 
     def _log(self, text: str) -> None:
         if self.progress and self.is_main:
@@ -386,18 +310,20 @@ class Trainer:
             if not path.is_file():
                 raise FileNotFoundError(f"cannot resume: no checkpoint at '{path}' (run without "
                                         f"--resume to start a new run)")
-            self.load_state_dict(ckpt.load_checkpoint(path, map_location=self.device), path)
+            # Loaded to the CPU: load_state_dict places each tensor where its owner lives, and the
+            # generator states must stay CPU tensors.
+            self.load_state_dict(ckpt.load_checkpoint(path, map_location="cpu"), path)
             self._log(f"resumed from {path} after epoch {self.epoch}")
         elif self._output("checkpoint.pt") is not None and self._path("checkpoint.pt").exists():
             warnings.warn(f"'{self.out_dir}' already holds a run; it is overwritten "
                           f"(pass resume=True / --resume to continue it instead)")
         self._rewrite_history()
 
-        patience = cfg.get("patience")
-        every = int(cfg["eval_every"])
-        epochs = int(cfg["epochs"])
+        patience = cfg.patience
+        every = cfg.eval_every
+        epochs = cfg.epochs
         if self.is_main:
-            self._snapshot = self._state(clone=True)
+            self._snapshot = self.state().clone()
         try:
             while not self.finished and self.epoch < epochs:
                 epoch = self.epoch + 1
@@ -415,7 +341,8 @@ class Trainer:
                     value = valid[self.metric]
                     if value > self.best_value:
                         self.best_value, self.best_epoch, self.bad_evals = value, epoch, 0
-                        self.best_state = _clone(self.model.state_dict())
+                        self.best_state = {k: v.detach().clone()
+                                           for k, v in self.model.state_dict().items()}
                         self._write_best()
                     else:
                         self.bad_evals += 1
@@ -439,14 +366,14 @@ class Trainer:
                     distributed.sync_rng_states()
                 if not self.is_main:
                     continue
-                self._snapshot = self._state(clone=True)
-                every_ck = int(cfg.get("checkpoint_every") or 0)
+                self._snapshot = self.state().clone()
+                every_ck = cfg.checkpoint_every
                 if self.finished or (every_ck > 0 and epoch % every_ck == 0):
                     self._write_checkpoint(self._snapshot)
         except KeyboardInterrupt:
             if self._snapshot is not None and self._output("checkpoint.pt") is not None:
                 self._write_checkpoint(self._snapshot)
-                self._log(f"\ninterrupted: saved the state after epoch {self._snapshot['epoch']} "
+                self._log(f"\ninterrupted: saved the state after epoch {self._snapshot.epoch} "
                           f"to {self._path('checkpoint.pt')}; continue with --resume")
             raise
         return self._finish()
@@ -474,12 +401,13 @@ class Trainer:
             "test": test,
             "epoch_seconds": float(np.mean(train_secs)) if train_secs else 0.0,
             "epochs_run": self.epoch,
-            "stopped_early": self.epoch < int(self.cfg["epochs"]),
+            "stopped_early": self.epoch < self.cfg.epochs,
             "history": self.history,
         }
         if self.out_dir is not None:
             summary = {k: v for k, v in result.items() if k != "history"}
-            summary.update(model=self.model_name, dataset=self.fingerprint)
+            summary.update(model=self.model_name, dataset=self.fingerprint,
+                           notices=self.notices)
             with open(self.out_dir / "metrics.json", "w") as f:
                 json.dump(summary, f, indent=2)
             (self.out_dir / "metrics.md").write_text(metrics_markdown(result))
@@ -517,85 +445,3 @@ def metrics_markdown(result: Dict[str, Any]) -> str:
         lines.append(f"| cold-start items | {valid.get(COLD_PREFIX + 'num_items', '-')} | "
                      f"{test.get(COLD_PREFIX + 'num_items', '-')} |")
     return "\n".join(lines) + "\n"
-
-
-def run_experiment(
-    config: Dict[str, Any],
-    out_dir: Union[str, Path, None] = None,
-    resume: bool = False,
-    progress: bool = True,
-    dataset: Optional[RecDataset] = None,
-    on_batch: Optional[Callable[[int, int], None]] = None,
-    backend: Optional[str] = None,
-) -> Dict[str, Any]:
-    r"""Runs one experiment from a configuration: loads the dataset, builds the model from the
-    training graph, trains with :class:`Trainer` and reports metrics at the best validation
-    epoch.
-
-    Args:
-        config (dict): A configuration (see :mod:`stair_pyg.train.config`); it is resolved and
-            validated here.
-        out_dir (str or Path, optional): Output folder (:obj:`None`: nothing is written).
-        resume (bool, optional): Continue the run in :obj:`out_dir`. (default: :obj:`False`)
-        progress (bool, optional): Progress bars and per-evaluation lines. (default: :obj:`True`)
-        dataset (RecDataset, optional): Use this dataset instead of loading ``config["dataset"]``.
-        on_batch (callable, optional): See :class:`Trainer`.
-        backend (str, optional): :mod:`torch.distributed` backend when the environment describes
-            several ranks (``torchrun``, ``stair-pyg train --nproc N``): ``"nccl"`` or ``"gloo"``
-            (default: ``nccl`` on CUDA, ``gloo`` on CPU). The process group is joined here and
-            left at the end, unless the caller initialised one already.
-
-    Returns:
-        ``{"best_epoch": int, "valid": {...}, "test": {...}, "epoch_seconds": float,
-        "history": [...], ...}`` with metric names such as ``"NDCG@20"``.
-    """
-    cfg = resolve_config(config, check_paths=dataset is None)
-    owns_group = distributed.init_process_group(cfg["train"]["device"], backend=backend)
-    try:
-        seed_everything(int(cfg["train"]["seed"]))  # the same on every rank: the same model
-        if dataset is None:
-            from stair_pyg.data import load_dataset
-
-            dataset = load_dataset(cfg["dataset"])
-        try:
-            model = build_model(cfg["model"], dataset.data)
-        except TypeError as e:  # a hyper-parameter the model does not take
-            raise ConfigError(f"model: {e}") from e
-        trainer = Trainer(model, dataset, cfg["train"], out_dir=out_dir, progress=progress,
-                          config=cfg, model_name=cfg["model"]["name"].lower(),
-                          on_batch=on_batch)
-        return trainer.fit(resume=resume)
-    finally:
-        if owns_group:
-            distributed.destroy_process_group()
-
-
-def load_trained(path: Union[str, Path], device: Union[str, torch.device, None] = "auto",
-                 dataset: Optional[RecDataset] = None):
-    r"""Rebuilds the model of a ``checkpoint.pt`` or ``best.pt`` with its weights.
-
-    The dataset is loaded again from the configuration stored in the checkpoint (unless given)
-    and must have the fingerprint recorded there; the model is rebuilt from the training graph
-    with the stored hyper-parameters and must have the stored parameter shapes.
-
-    Returns:
-        ``(model, dataset, state)``: the model on :obj:`device` in evaluation mode, the dataset,
-        and the checkpoint's contents.
-
-    Raises:
-        CheckpointError: On a corrupt checkpoint, another dataset or another model shape.
-    """
-    state = ckpt.load_checkpoint(path)
-    config = state["config"]
-    if dataset is None:
-        from stair_pyg.data import load_dataset
-
-        dataset = load_dataset(config["dataset"])
-    ckpt.check_dataset(state, ckpt.dataset_fingerprint(dataset), path)
-    seed_everything(int(config.get("train", {}).get("seed", 0)))
-    model = build_model(config["model"], dataset.data)
-    ckpt.check_model(state, state["model_name"], model.hparams, path)
-    ckpt.load_model_state(model, state["model_state"], path)
-    model = move_to_device(model, resolve_device(device))
-    model.eval()
-    return model, dataset, state
