@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Callable, List
 
 __all__ = ["positive_int", "non_negative_int", "non_negative_float", "positive_int_list",
-           "non_negative_int_list", "output_file", "output_dir", "device", "encoder_device",
-           "config_file", "make_parent"]
+           "non_negative_int_list", "SplitRatios", "output_file", "output_dir", "device",
+           "encoder_device", "config_file", "make_parent"]
 
 
 def _int(text: str) -> int:
@@ -50,6 +50,17 @@ def non_negative_float(text: str) -> float:
     if not value >= 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
     return value
+
+
+class SplitRatios(argparse.Action):
+    r"""``--ratios TRAIN VALID TEST`` (``nargs=3``, ``type=non_negative_float``): the sum must be
+    positive (the proportions are normalised by it)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if not sum(values) > 0:
+            raise argparse.ArgumentError(self, f"the three ratios must not all be 0, got "
+                                               f"{' '.join(f'{v:g}' for v in values)}")
+        setattr(namespace, self.dest, tuple(values))
 
 
 def _int_list(item: Callable[[str], int], what: str) -> Callable[[str], List[int]]:

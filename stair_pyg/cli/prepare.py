@@ -13,8 +13,8 @@ HELP = "Raw interactions + item text -> an MMRec-format folder with text feature
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from stair_pyg.cli._args import (encoder_device, non_negative_float, non_negative_int,
-                                     output_dir, positive_int)
+    from stair_pyg.cli._args import (SplitRatios, encoder_device, non_negative_float,
+                                     non_negative_int, output_dir, positive_int)
 
     parser.add_argument("interactions", help="CSV/TSV of user,item[,rating,timestamp] (header "
                         "optional; RecBole .inter works too)")
@@ -26,8 +26,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", choices=("random", "loo", "column"), default="random",
                         help="per-user random 8:1:1 (MMRec protocol), leave-one-out by timestamp, "
                              "or the file's label column (default: random)")
-    parser.add_argument("--seed", type=non_negative_int, default=999, help="random split seed (default: 999)")
-    parser.add_argument("--ratios", type=non_negative_float, nargs=3, default=(0.8, 0.1, 0.1),
+    parser.add_argument("--seed", type=non_negative_int, default=999,
+                        help="random split seed (default: 999)")
+    parser.add_argument("--ratios", type=non_negative_float, nargs=3, action=SplitRatios,
+                        default=(0.8, 0.1, 0.1),
                         metavar=("TRAIN", "VALID", "TEST"))
     parser.add_argument("--min-user-interactions", type=non_negative_int, default=3,
                         help="drop users with fewer items; 0 disables (default: 3)")
