@@ -46,9 +46,9 @@ def test_train_evaluate_recommend_end_to_end(tiny_config, tmp_path, capsys):
 
     # evaluate reproduces the test figures of the best weights
     code = main(["evaluate", "--checkpoint", str(out / "best.pt"), "--device", "cpu",
-                 "--json", str(tmp_path / "eval.json")])
+                 "--json", str(tmp_path / "new" / "eval.json")])  # the folder is created
     assert code == 0
-    evaluated = json.loads((tmp_path / "eval.json").read_text())
+    evaluated = json.loads((tmp_path / "new" / "eval.json").read_text())
     assert evaluated["test"]["NDCG@20"] == pytest.approx(metrics["test"]["NDCG@20"], abs=1e-9)
     assert evaluated["valid"]["Recall@20"] == pytest.approx(metrics["valid"]["Recall@20"],
                                                             abs=1e-9)
@@ -67,7 +67,7 @@ def test_train_evaluate_recommend_end_to_end(tiny_config, tmp_path, capsys):
         assert len(items) == 5 and len(set(items)) == 5
         assert not any((int(user), i) in seen for i in items)
 
-    recs = tmp_path / "recs.tsv"
+    recs = tmp_path / "recs" / "all" / "recs.tsv"  # missing parent folders are created
     assert main(["recommend", "--checkpoint", str(out / "checkpoint.pt"), "--all", "--k", "4",
                  "--output", str(recs), "--device", "cpu"]) == 0
     rows = recs.read_text().strip().splitlines()

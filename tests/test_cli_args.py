@@ -42,6 +42,8 @@ CASES = [
     (["train", "--config", "{TMP}/nope.yaml"], "argument --config: no file"),
     (["train", "--config", "{DIR}"], "argument --config: '{DIR}' is a folder"),
     (["train", "--config", "synthetic", "--model", "nosuchmodel"], "--model nosuchmodel"),
+    (["train", "--config", "scientific", "--set", "dataset.path=../nowhere"],
+     "hint: a packaged config's dataset.path"),
     # evaluate
     (["evaluate", "--checkpoint", "{CKPT}", "--ks", "0"], "argument --ks"),
     (["evaluate", "--checkpoint", "{CKPT}", "--ks", "10,-5"], "argument --ks: '-5'"),

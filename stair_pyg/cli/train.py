@@ -95,7 +95,11 @@ def run(args: argparse.Namespace) -> int:
     try:
         config = load_config(config_paths, overrides)
     except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
+        hint = ""
+        if "'dataset.path'" in str(e) and _is_packaged(config_paths[0]):
+            hint = ("\nhint: a packaged config's dataset.path is taken from the current "
+                    "directory (the checkout root); elsewhere give --set dataset.path=FOLDER")
+        print(f"error: {e}{hint}", file=sys.stderr)
         return 2
     train_device = str(config.get("train", {}).get("device", "auto"))
     if train_device.startswith("cuda") and not _cuda_available():
@@ -123,6 +127,12 @@ def run(args: argparse.Namespace) -> int:
     print(metrics_markdown(result))
     print(f"results in {out}/ (metrics.json, metrics.md, history.jsonl, curves.png, best.pt)")
     return 0
+
+
+def _is_packaged(path: Path) -> bool:
+    from stair_pyg.configs import config_names, config_path
+
+    return any(Path(path) == config_path(name) for name in config_names())
 
 
 def _cuda_available() -> bool:
