@@ -40,6 +40,8 @@ CASES = [
     (["train", "--config", "synthetic", "--out", "{FILE}/run"], "argument --out"),
     (["train", "--config", "nosuchconfig"], "argument --config: no file 'nosuchconfig'"),
     (["train", "--config", "{TMP}/nope.yaml"], "argument --config: no file"),
+    (["train", "--config", "configs/scientific.yaml"], "ship inside the package now: --config "
+                                                       "scientific"),
     (["train", "--config", "{DIR}"], "argument --config: '{DIR}' is a folder"),
     (["train", "--config", "synthetic", "--model", "nosuchmodel"], "--model nosuchmodel"),
     (["train", "--config", "scientific", "--set", "dataset.path=../nowhere"],

@@ -31,7 +31,7 @@ def installed(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("pkg")
     src = tmp / "src"
     src.mkdir()
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
         shutil.copy2(REPO / name, src / name)
     shutil.copytree(REPO / "stair_pyg", src / "stair_pyg",
                     ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
@@ -58,8 +58,12 @@ def test_wheel_build_prints_no_deprecation(installed):
     assert "deprecat" not in log.lower(), log[-3000:]
 
 
-def test_wheel_ships_the_configs(installed):
+def test_wheel_ships_the_configs_and_the_license(installed):
     site, _ = installed
+    dist_info = next(site.glob("stair_pyg-*.dist-info"))
+    metadata = (dist_info / "METADATA").read_text()
+    assert "License-Expression: MIT" in metadata
+    assert "MIT License" in (dist_info / "licenses" / "LICENSE").read_text()
     configs = site / "stair_pyg" / "configs"
     assert sorted(p.stem for p in configs.glob("*.yaml")) == ["ml100k", "ml100k-tuned",
                                                               "scientific", "synthetic"]

@@ -185,6 +185,11 @@ def config_file(text: str) -> Path:
         path = Path(text).expanduser()
         if path.is_dir():
             raise argparse.ArgumentTypeError(f"'{text}' is a folder, expected a YAML file")
+        stem = path.name[:-5] if path.name.endswith(".yaml") else path.name
+        if path.parent.name == "configs" and stem in config_names():
+            raise argparse.ArgumentTypeError(
+                f"no file '{text}'; the example configs ship inside the package now: "
+                f"--config {stem}")
         raise argparse.ArgumentTypeError(
             f"no file '{text}', and no packaged config of that name (packaged: "
             f"{', '.join(config_names())})")
