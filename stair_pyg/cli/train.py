@@ -24,7 +24,6 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import Optional
 
 from stair_pyg.cli._args import config_file, device, output_dir, positive_int
 
@@ -59,14 +58,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="torch.distributed backend (default: nccl on CUDA, gloo on CPU)")
 
 
-def model_config_path(name: str) -> Optional[Path]:
-    r"""The packaged defaults of model :obj:`name` (``stair_pyg/configs/models/<name>.yaml``),
-    or :obj:`None`; see :func:`stair_pyg.configs.model_config_path`."""
-    from stair_pyg.configs import model_config_path as packaged
-
-    return packaged(name)
-
-
 def run(args: argparse.Namespace) -> int:
     from stair_pyg.data import DataError
     from stair_pyg.train import (CheckpointError, ConfigError, DistributedError, load_config,
@@ -80,10 +71,10 @@ def run(args: argparse.Namespace) -> int:
             return 2
         config_paths = [args.out / "config.yaml"]
     if args.model:
+        from stair_pyg.configs import model_config_path, model_names
+
         model_path = model_config_path(args.model)
         if model_path is None:
-            from stair_pyg.configs import model_names
-
             print(f"error: --model {args.model}: no packaged defaults for that model (models: "
                   f"{', '.join(model_names())})", file=sys.stderr)
             return 2
