@@ -19,7 +19,7 @@ install: $(VENV)/.installed
 	@mkdir -p $(TMPDIR)
 
 demo: install
-	$(BIN)/stair-pyg train --config configs/synthetic.yaml --out runs/demo
+	$(BIN)/stair-pyg train --config synthetic --out runs/demo
 
 test: install
 	$(BIN)/python -m pytest -q

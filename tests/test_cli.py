@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from stair_pyg.cli import main
+from stair_pyg.configs import config_path
 from stair_pyg.data import load_dataset
 
 REPO = Path(__file__).resolve().parents[1]
@@ -16,8 +17,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture
 def tiny_config(tmp_path):
-    r"""configs/synthetic.yaml shrunk to seconds: fewer users, items and epochs."""
-    cfg = yaml.safe_load((REPO / "configs" / "synthetic.yaml").read_text())
+    r"""The packaged synthetic config shrunk to seconds: fewer users, items and epochs."""
+    cfg = yaml.safe_load(config_path("synthetic").read_text())
     cfg["dataset"].update(num_users=120, num_items=80, interactions_per_user=10,
                           modalities={"text": 16, "image": 8})
     cfg["model"]["embedding_dim"] = 16
@@ -45,9 +46,9 @@ def test_train_evaluate_recommend_end_to_end(tiny_config, tmp_path, capsys):
 
     # evaluate reproduces the test figures of the best weights
     code = main(["evaluate", "--checkpoint", str(out / "best.pt"), "--device", "cpu",
-                 "--json", str(tmp_path / "eval.json")])
+                 "--json", str(tmp_path / "new" / "eval.json")])  # the folder is created
     assert code == 0
-    evaluated = json.loads((tmp_path / "eval.json").read_text())
+    evaluated = json.loads((tmp_path / "new" / "eval.json").read_text())
     assert evaluated["test"]["NDCG@20"] == pytest.approx(metrics["test"]["NDCG@20"], abs=1e-9)
     assert evaluated["valid"]["Recall@20"] == pytest.approx(metrics["valid"]["Recall@20"],
                                                             abs=1e-9)
@@ -66,7 +67,7 @@ def test_train_evaluate_recommend_end_to_end(tiny_config, tmp_path, capsys):
         assert len(items) == 5 and len(set(items)) == 5
         assert not any((int(user), i) in seen for i in items)
 
-    recs = tmp_path / "recs.tsv"
+    recs = tmp_path / "recs" / "all" / "recs.tsv"  # missing parent folders are created
     assert main(["recommend", "--checkpoint", str(out / "checkpoint.pt"), "--all", "--k", "4",
                  "--output", str(recs), "--device", "cpu"]) == 0
     rows = recs.read_text().strip().splitlines()
@@ -83,8 +84,10 @@ def test_cli_errors_are_clear(tiny_config, tmp_path, capsys):
     assert main(["train", "--config", str(tiny_config), "--set", "train.epoch=3",
                  "--out", str(tmp_path / "x")]) == 2
     assert "unknown key 'train.epoch'" in capsys.readouterr().err
-    assert main(["train", "--config", str(tmp_path / "nope.yaml")]) == 2
-    assert "does not exist" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--config", str(tmp_path / "nope.yaml")])
+    assert exit_info.value.code == 2
+    assert "argument --config: no file" in capsys.readouterr().err
     assert main(["train", "--config", str(tiny_config), "--resume",
                  "--out", str(tmp_path / "empty"), "--no-progress"]) == 2
     assert "no checkpoint" in capsys.readouterr().err
@@ -115,13 +118,34 @@ def test_console_script_subprocess(tiny_config, tmp_path):
 
 def test_train_with_model_option_uses_the_model_config(tiny_config, tmp_path, monkeypatch,
                                                         capsys):
-    monkeypatch.chdir(REPO)
+    monkeypatch.chdir(tmp_path)  # the packaged model defaults do not depend on the directory
     out = tmp_path / "lightgcn"
     code = main(["train", "--config", str(tiny_config), "--model", "lightgcn", "--out", str(out),
                  "--no-progress", "--set", "train.epochs=1", "--set", "model.embedding_dim=8"])
     assert code == 0, capsys.readouterr().err
     resolved = yaml.safe_load((out / "config.yaml").read_text())
     assert resolved["model"] == {"name": "lightgcn", "embedding_dim": 8}  # STAIR's keys replaced
-    assert resolved["train"]["batch_size"] == 2048  # from configs/models/lightgcn.yaml
+    assert resolved["train"]["batch_size"] == 2048  # from stair_pyg/configs/models/lightgcn.yaml
     assert main(["train", "--config", str(tiny_config), "--model", "nosuchmodel"]) == 2
-    assert "configs/models/nosuchmodel.yaml" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "--model nosuchmodel: no packaged defaults" in err and "lightgcn" in err
+
+
+def test_config_by_name_is_the_packaged_config(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "named"
+    code = main(["train", "--config", "synthetic", "--model", "bpr", "--out", str(out),
+                 "--no-progress", "--device", "cpu", "--set", "dataset.num_users=60",
+                 "--set", "dataset.num_items=40", "--set", "dataset.interactions_per_user=8",
+                 "--set", "train.epochs=1", "--set", "model.embedding_dim=8"])
+    assert code == 0, capsys.readouterr().err
+    resolved = yaml.safe_load((out / "config.yaml").read_text())
+    assert resolved["dataset"]["format"] == "synthetic" and resolved["model"]["name"] == "bpr"
+    # a file of that name in the current directory wins over the packaged config
+    mine = yaml.safe_load(config_path("synthetic").read_text())
+    mine["train"]["epochs"] = 7
+    (tmp_path / "synthetic.yaml").write_text(yaml.safe_dump(mine))
+    from stair_pyg.cli._args import config_file
+    assert config_file("synthetic.yaml") == Path("synthetic.yaml")
+    assert config_file("synthetic") == config_path("synthetic")  # bare name: packaged
+    assert config_file("ml100k.yaml") == config_path("ml100k")

@@ -3,6 +3,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from stair_pyg.configs import config_names, config_path, model_config_path, model_names
 from stair_pyg.train import ConfigError, apply_overrides, load_config, resolve_config, save_config
 from stair_pyg.train.config import TrainConfig
 
@@ -103,7 +104,7 @@ def test_load_save_round_trip_and_relative_paths(tmp_path, monkeypatch):
 @pytest.mark.parametrize("name", ["synthetic", "scientific", "ml100k"])
 def test_shipped_configs_are_valid(name, monkeypatch):
     monkeypatch.chdir(REPO)
-    cfg = load_config(REPO / "configs" / f"{name}.yaml", resolve=False)
+    cfg = load_config(config_path(name), resolve=False)
     check = name == "synthetic" or (REPO.parent / "shared" / "data" / name).is_dir()
     cfg = resolve_config(cfg, check_paths=check)
     assert cfg["model"]["name"] == "stair"
@@ -117,9 +118,8 @@ def test_shipped_configs_are_valid(name, monkeypatch):
 
 def test_tuned_ml100k_overlay_changes_only_the_selected_settings(monkeypatch):
     monkeypatch.chdir(REPO)
-    base = load_config(REPO / "configs" / "ml100k.yaml", resolve=False)
-    tuned = load_config([REPO / "configs" / "ml100k.yaml", REPO / "configs" / "ml100k-tuned.yaml"],
-                        resolve=False)
+    base = load_config(config_path("ml100k"), resolve=False)
+    tuned = load_config([config_path("ml100k"), config_path("ml100k-tuned")], resolve=False)
     assert (tuned["model"]["gamma"], tuned["train"]["weight_decay"]) == (1.0, 0.1)
     assert tuned["model"]["knn_k"] == base["model"]["knn_k"]  # merged, not replaced
     assert tuned["dataset"] == base["dataset"]
@@ -144,14 +144,25 @@ def test_merge_configs_replaces_a_model_section_that_names_another_model():
     resolve_config(other)
 
 
-@pytest.mark.parametrize("model_file", sorted((REPO / "configs" / "models").glob("*.yaml")),
-                         ids=lambda p: p.stem)
-def test_every_model_config_composes_with_every_dataset_config(model_file, monkeypatch):
+@pytest.mark.parametrize("model", model_names())
+def test_every_model_config_composes_with_every_dataset_config(model, monkeypatch):
     monkeypatch.chdir(REPO)
-    cfg = load_config([REPO / "configs" / "synthetic.yaml", model_file], resolve=False)
+    model_file = model_config_path(model)
+    cfg = load_config([config_path("synthetic"), model_file], resolve=False)
     assert cfg["model"]["name"] == model_file.stem
     cfg = resolve_config(cfg)
     assert cfg["dataset"]["format"] == "synthetic"
+
+
+def test_packaged_configs_cover_every_model_and_example():
+    from stair_pyg.models import MODELS
+
+    assert model_names() == sorted(MODELS)  # every registered model has packaged defaults
+    assert config_names() == ["ml100k", "ml100k-tuned", "scientific", "synthetic"]
+    assert model_config_path("LightGCN.yaml") == model_config_path("lightgcn")
+    assert model_config_path("nosuchmodel") is None
+    with pytest.raises(KeyError, match="packaged: ml100k"):
+        config_path("nosuch")
 
 
 def test_load_config_needs_a_file():

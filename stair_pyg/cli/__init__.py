@@ -1,8 +1,10 @@
 r"""The ``stair-pyg`` command.
 
-Each sub-command lives in its own module of this package, exposing ``HELP`` (one line),
-``add_arguments(parser)`` and ``run(args) -> int``. Modules are imported only when their command
-runs, so that ``stair-pyg describe`` does not pay for what ``stair-pyg train`` needs.
+Each sub-command lives in its own module of this package, exposing ``add_arguments(parser)`` and
+``run(args) -> int``; its one-line help is its entry in :data:`COMMANDS` (the one place for it).
+Modules are imported only when their command runs, so that ``stair-pyg describe`` does not pay
+for what ``stair-pyg train`` needs. Argument types shared by the commands (positive integers,
+output paths, devices) are in :mod:`stair_pyg.cli._args`.
 """
 from __future__ import annotations
 

@@ -11,19 +11,20 @@ import json
 import sys
 from pathlib import Path
 
-HELP = "Full-ranking evaluation of a checkpoint"
+from stair_pyg.cli._args import device, make_parent, output_file, positive_int, positive_int_list
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", type=Path, required=True,
                         help="best.pt (best validation weights) or checkpoint.pt of a run")
     parser.add_argument("--split", choices=["valid", "test", "both"], default="both")
-    parser.add_argument("--ks", default=None,
-                        help="comma-separated cut-offs (default: the run's train.ks)")
-    parser.add_argument("--eval-batch-users", type=int, default=None,
+    parser.add_argument("--ks", type=positive_int_list, default=None, metavar="K,K,...",
+                        help="comma-separated positive cut-offs (default: the run's train.ks)")
+    parser.add_argument("--eval-batch-users", type=positive_int, default=None, metavar="N",
                         help="users scored at once (default: the run's train.eval_batch_users)")
-    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    parser.add_argument("--json", type=Path, default=None, help="also write the metrics here")
+    parser.add_argument("--device", type=device, default="auto", metavar="{auto,cpu,cuda,cuda:N}")
+    parser.add_argument("--json", type=output_file, default=None, metavar="FILE",
+                        help="also write the metrics here (missing parent folders are created)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -38,12 +39,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     train_cfg = state["config"].get("train", {})
-    try:
-        ks = ([int(k) for k in args.ks.split(",")] if args.ks
-              else list(train_cfg.get("ks", [10, 20, 50])))
-    except ValueError:
-        print(f"error: --ks must be comma-separated integers, got '{args.ks}'", file=sys.stderr)
-        return 2
+    ks = args.ks or list(train_cfg.get("ks", [10, 20, 50]))
     batch_users = args.eval_batch_users or train_cfg.get("eval_batch_users")
     splits = ["valid", "test"] if args.split == "both" else [args.split]
     results = {which: evaluate(model, dataset.splits, which, ks=ks, batch_users=batch_users)
@@ -57,5 +53,5 @@ def run(args: argparse.Namespace) -> int:
                                          for s in splits) + " |")
     print("| users evaluated | " + " | ".join(str(results[s]["num_users"]) for s in splits) + " |")
     if args.json is not None:
-        args.json.write_text(json.dumps(results, indent=2))
+        make_parent(args.json).write_text(json.dumps(results, indent=2))
     return 0

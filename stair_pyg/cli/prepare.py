@@ -13,21 +13,27 @@ HELP = "Raw interactions + item text -> an MMRec-format folder with text feature
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from stair_pyg.cli._args import (SplitRatios, encoder_device, non_negative_float,
+                                     non_negative_int, output_dir, positive_int)
+
     parser.add_argument("interactions", help="CSV/TSV of user,item[,rating,timestamp] (header "
                         "optional; RecBole .inter works too)")
     parser.add_argument("--text", dest="item_text", default=None,
                         help="item<TAB>text file keyed by the same raw item ids (optional)")
-    parser.add_argument("--out", required=True, help="output folder (must be new or empty)")
+    parser.add_argument("--out", type=output_dir, required=True,
+                        help="output folder (must be new or empty; created with its parents)")
     parser.add_argument("--name", default=None, help="dataset name (default: the folder name)")
     parser.add_argument("--split", choices=("random", "loo", "column"), default="random",
                         help="per-user random 8:1:1 (MMRec protocol), leave-one-out by timestamp, "
                              "or the file's label column (default: random)")
-    parser.add_argument("--seed", type=int, default=999, help="random split seed (default: 999)")
-    parser.add_argument("--ratios", type=float, nargs=3, default=(0.8, 0.1, 0.1),
+    parser.add_argument("--seed", type=non_negative_int, default=999,
+                        help="random split seed (default: 999)")
+    parser.add_argument("--ratios", type=non_negative_float, nargs=3, action=SplitRatios,
+                        default=(0.8, 0.1, 0.1),
                         metavar=("TRAIN", "VALID", "TEST"))
-    parser.add_argument("--min-user-interactions", type=int, default=3,
+    parser.add_argument("--min-user-interactions", type=non_negative_int, default=3,
                         help="drop users with fewer items; 0 disables (default: 3)")
-    parser.add_argument("--min-item-interactions", type=int, default=0,
+    parser.add_argument("--min-item-interactions", type=non_negative_int, default=0,
                         help="k-core bound for items (default: 0)")
     parser.add_argument("--rating-threshold", type=float, default=None,
                         help="keep interactions with rating >= this")
@@ -38,8 +44,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(f"--{col}-col", default=None, help=f"name of the {col} column")
     parser.add_argument("--model", default=None, help="local sentence-transformers model folder "
                         "(default: the offline all-MiniLM-L6-v2 package)")
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--batch-size", type=positive_int, default=128,
+                        help="text encoder batch size (default: 128)")
+    parser.add_argument("--device", type=encoder_device, default="cpu",
+                        help="text encoder device: cpu, cuda or cuda:N (default: cpu)")
     parser.add_argument("--missing-text", choices=("error", "empty"), default="error",
                         help="items without text: fail, or encode an empty text")
     parser.add_argument("--overwrite", action="store_true",

@@ -16,22 +16,27 @@ from pathlib import Path
 
 import torch
 
-HELP = "Top-k recommendations from a checkpoint (seen items excluded)"
+from stair_pyg.cli._args import (device, make_parent, non_negative_int_list, output_file,
+                                 positive_int)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", type=Path, required=True,
                         help="best.pt or checkpoint.pt of a run")
     who = parser.add_mutually_exclusive_group(required=True)
-    who.add_argument("--users", help="comma-separated user ids (0-based, as in the dataset)")
+    who.add_argument("--users", type=non_negative_int_list, metavar="ID,ID,...",
+                     help="comma-separated user ids (0-based, as in the dataset)")
     who.add_argument("--all", action="store_true", help="every user")
-    parser.add_argument("--k", type=int, default=20, help="items per user (default: 20)")
+    parser.add_argument("--k", type=positive_int, default=20,
+                        help="items per user (default: 20)")
     parser.add_argument("--exclude", choices=["all", "train"], default="all",
                         help="seen items to exclude: every known interaction (train, valid and "
                              "test; default) or training interactions only")
-    parser.add_argument("--output", type=Path, default=None, help="write a TSV file instead")
-    parser.add_argument("--batch-users", type=int, default=4096)
-    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    parser.add_argument("--output", type=output_file, default=None, metavar="FILE",
+                        help="write a TSV file instead (missing parent folders are created)")
+    parser.add_argument("--batch-users", type=positive_int, default=4096, metavar="N",
+                        help="users scored at once (default: 4096)")
+    parser.add_argument("--device", type=device, default="auto", metavar="{auto,cpu,cuda,cuda:N}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -40,9 +45,6 @@ def run(args: argparse.Namespace) -> int:
     from stair_pyg.train import CheckpointError
     from stair_pyg.train import load_trained
 
-    if args.k <= 0:
-        print("error: --k must be positive", file=sys.stderr)
-        return 2
     try:
         model, dataset, _ = load_trained(args.checkpoint, args.device)
     except (CheckpointError, DataError, FileNotFoundError) as e:
@@ -52,13 +54,8 @@ def run(args: argparse.Namespace) -> int:
     if args.all:
         users = torch.arange(num_users)
     else:
-        try:
-            users = torch.tensor([int(u) for u in args.users.split(",") if u.strip()])
-        except ValueError:
-            print(f"error: --users must be comma-separated integers, got '{args.users}'",
-                  file=sys.stderr)
-            return 2
-        bad = users[(users < 0) | (users >= num_users)].tolist()
+        users = torch.tensor(args.users, dtype=torch.long)
+        bad = users[users >= num_users].tolist()
         if bad:
             print(f"error: unknown user ids {bad} (the dataset has users 0..{num_users - 1})",
                   file=sys.stderr)
@@ -67,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     seen = splits.train if args.exclude == "train" else torch.cat(list(splits), dim=1)
     with torch.no_grad():
         user_emb, item_emb = model.get_embedding()
-    out = open(args.output, "w") if args.output is not None else sys.stdout
+    out = open(make_parent(args.output), "w") if args.output is not None else sys.stdout
     try:
         if args.output is not None:
             out.write("userID\titemID\trank\tscore\n")

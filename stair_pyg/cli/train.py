@@ -2,13 +2,21 @@ r"""``stair-pyg train``: train a model from a YAML configuration.
 
 Examples::
 
-    stair-pyg train --config configs/scientific.yaml
-    stair-pyg train --config configs/synthetic.yaml --set train.epochs=20
-    stair-pyg train --config configs/scientific.yaml --model freedom   # + configs/models/freedom.yaml
-    stair-pyg train --config configs/scientific.yaml --config my_model.yaml
-    stair-pyg train --out runs/scientific --resume          # continue an interrupted run
-    stair-pyg train --config configs/scientific.yaml --nproc 4   # 4 data-parallel processes
-    torchrun --nproc-per-node 4 "$(command -v stair-pyg)" train --config configs/scientific.yaml
+    stair-pyg train --config scientific                # a packaged config, by name
+    stair-pyg train --config synthetic --set train.epochs=20
+    stair-pyg train --config scientific --model freedom   # + FREEDOM's packaged defaults
+    stair-pyg train --config my.yaml --config my_model.yaml   # files of your own, merged in order
+    stair-pyg train --out runs/scientific-stair --resume      # continue an interrupted run
+    stair-pyg train --config scientific --nproc 4      # 4 data-parallel processes
+    torchrun --nproc-per-node 4 "$(command -v stair-pyg)" train --config scientific
+
+``--config NAME`` is a file when one of that name exists, else (a bare name, ``.yaml`` optional)
+the packaged config of :mod:`stair_pyg.configs`; ``--model NAME`` merges the packaged
+``stair_pyg/configs/models/NAME.yaml`` after the ``--config`` files. Both are read from the
+installed package (``importlib.resources``), so they work from any directory; to change a model's
+defaults, pass a file of your own as a later ``--config``. The packaged dataset configs hold
+``dataset.path: ../shared/data/...``, relative to the current directory (the checkout root), or
+given with ``--set dataset.path=...``.
 """
 from __future__ import annotations
 
@@ -16,47 +24,38 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import Optional
 
-HELP = "Train a model from a YAML config (--set key=value overrides)"
+from stair_pyg.cli._args import config_file, device, output_dir, positive_int
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", type=Path, action="append",
-                        help="YAML config (dataset, model, train sections); repeat to merge "
-                             "several in order (a later model section naming another model "
-                             "replaces the earlier one); with --resume it defaults to "
+    parser.add_argument("--config", type=config_file, action="append", metavar="FILE|NAME",
+                        help="YAML config (dataset, model, train sections), or the name of a "
+                             "packaged one (synthetic, scientific, ml100k, ml100k-tuned); repeat "
+                             "to merge several in order (a later model section naming another "
+                             "model replaces the earlier one); with --resume it defaults to "
                              "OUT/config.yaml")
     parser.add_argument("--model", metavar="NAME",
-                        help="train model NAME with its defaults from configs/models/NAME.yaml "
-                             "(merged after --config)")
+                        help="train model NAME with its packaged defaults "
+                             "(stair_pyg/configs/models/NAME.yaml, merged after --config)")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="KEY=VALUE",
                         help="override a config entry, dotted key and YAML value, e.g. "
                              "--set train.lr=1e-4 --set model.knn_k={text: 3} (repeatable)")
-    parser.add_argument("--out", type=Path,
-                        help="output folder (default: runs/<config name>-<model>)")
+    parser.add_argument("--out", type=output_dir,
+                        help="output folder, created with its parents if missing (default: "
+                             "runs/<config name>-<model>)")
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in --out from its checkpoint.pt")
-    parser.add_argument("--device", choices=["auto", "cpu", "cuda"],
+    parser.add_argument("--device", type=device, metavar="{auto,cpu,cuda,cuda:N}",
                         help="overrides train.device (auto: CUDA when available)")
     parser.add_argument("--no-progress", action="store_true",
                         help="no progress bar and no per-epoch lines")
-    parser.add_argument("--nproc", type=int, default=1, metavar="N",
+    parser.add_argument("--nproc", type=positive_int, default=1, metavar="N",
                         help="data-parallel training in N local processes (torch.distributed on "
                              "127.0.0.1; one per GPU on CUDA); under torchrun leave it at 1")
     parser.add_argument("--backend", choices=["gloo", "nccl"],
                         help="torch.distributed backend (default: nccl on CUDA, gloo on CPU)")
-
-
-def model_config_path(name: str) -> Optional[Path]:
-    r"""``configs/models/<name>.yaml`` from the current directory, else from the checkout the
-    package was installed from (editable installs)."""
-    for root in (Path.cwd(), Path(__file__).resolve().parents[2]):
-        path = root / "configs" / "models" / f"{name.lower()}.yaml"
-        if path.is_file():
-            return path
-    return None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -72,10 +71,12 @@ def run(args: argparse.Namespace) -> int:
             return 2
         config_paths = [args.out / "config.yaml"]
     if args.model:
+        from stair_pyg.configs import model_config_path, model_names
+
         model_path = model_config_path(args.model)
         if model_path is None:
-            print(f"error: --model {args.model}: no configs/models/{args.model}.yaml in the "
-                  f"current directory or beside the package", file=sys.stderr)
+            print(f"error: --model {args.model}: no packaged defaults for that model (models: "
+                  f"{', '.join(model_names())})", file=sys.stderr)
             return 2
         config_paths.append(model_path)
     config_path = config_paths[0]
@@ -85,11 +86,25 @@ def run(args: argparse.Namespace) -> int:
     try:
         config = load_config(config_paths, overrides)
     except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
+        hint = ""
+        if "'dataset.path'" in str(e) and _is_packaged(config_paths[0]):
+            hint = ("\nhint: a packaged config's dataset.path is taken from the current "
+                    "directory (the checkout root); elsewhere give --set dataset.path=FOLDER")
+        print(f"error: {e}{hint}", file=sys.stderr)
+        return 2
+    train_device = str(config.get("train", {}).get("device", "auto"))
+    if train_device.startswith("cuda") and not _cuda_available():
+        print(f"error: train.device is '{train_device}' but CUDA is not available here; use "
+              f"--device cpu or auto", file=sys.stderr)
         return 2
     out = args.out
     if out is None:
-        out = Path("runs") / f"{Path(config_path).stem}-{config['model']['name']}"
+        try:
+            out = output_dir(str(Path("runs") / f"{Path(config_path).stem}-"
+                                                f"{config['model']['name']}"))
+        except argparse.ArgumentTypeError as e:
+            print(f"error: default output folder: {e}; give --out", file=sys.stderr)
+            return 2
     if args.nproc != 1:
         return _launch(args, config, out)
     try:
@@ -105,6 +120,18 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _is_packaged(path: Path) -> bool:
+    from stair_pyg.configs import config_names, config_path
+
+    return any(Path(path) == config_path(name) for name in config_names())
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def _launch(args: argparse.Namespace, config: dict, out: Path) -> int:
     r"""``--nproc N``: runs this command in N processes (without ``--nproc``) on the resolved
     configuration, through :func:`stair_pyg.train.distributed.launch`."""
@@ -113,9 +140,6 @@ def _launch(args: argparse.Namespace, config: dict, out: Path) -> int:
     from stair_pyg.train import save_config
     from stair_pyg.train.distributed import launch
 
-    if args.nproc < 1:
-        print(f"error: --nproc must be positive, got {args.nproc}", file=sys.stderr)
-        return 2
     if "RANK" in os.environ:
         print("error: --nproc starts its own processes; under torchrun leave it out",
               file=sys.stderr)
