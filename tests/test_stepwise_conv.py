@@ -274,3 +274,51 @@ def test_neumann_smooth_index_with_a_callable_propagation():
     torch.testing.assert_close(neumann_smooth(x, lambda h: dense @ h, weight, 3, index=index),
                                full[index])
     torch.testing.assert_close(full, dense_fsc(x, dense, weight, 3))
+
+
+def _input_forms(edge_index, edge_weight, n):
+    r"""The same weighted graph in every adjacency form PyG users pass (all read as adj_t)."""
+    from stair_pyg.nn import to_sparse_adj
+
+    adj = to_sparse_adj(edge_index, n, edge_weight)
+    forms = {
+        "edge_index": (edge_index, edge_weight),
+        "EdgeIndex": (EdgeIndex(edge_index, sparse_size=(n, n)), edge_weight),
+        "csr": (adj.adj, None),
+        "coo": (adj.adj.to_sparse_coo(), None),
+        "csc": (adj.adj.to_sparse_csc(), None),
+    }
+    if WITH_TORCH_SPARSE:
+        from torch_sparse import SparseTensor
+
+        forms["SparseTensor"] = (SparseTensor.from_torch_sparse_csr_tensor(adj.adj), None)
+    return forms
+
+
+@pytest.mark.parametrize("with_index", [False, True])
+def test_propagate_hooks_fire_once_per_hop_for_every_input_form(with_index):
+    n, d, num_layers = 25, 6, 3
+    edge_index, edge_weight = random_graph(n, 90, seed=7)
+    x0 = torch.randn(n, d, dtype=torch.float64)
+    index = torch.tensor([0, 3, 3, 24]) if with_index else None
+    a = dense_adj_t(edge_index, edge_weight, n)
+    beta = stepwise_beta(d, 0.3).double()
+    ref_x = x0.clone().requires_grad_()
+    ref = dense_fsc(ref_x, a, beta, num_layers)
+    ref = ref if index is None else ref[index]
+    ref.square().sum().backward()
+    for name, (adj, weight) in _input_forms(edge_index, edge_weight.double(), n).items():
+        conv = StepwiseConv(d, num_layers, gamma=0.3).double()
+        calls = []
+        pre = conv.register_propagate_forward_pre_hook(lambda m, inputs: calls.append("pre"))
+        post = conv.register_propagate_forward_hook(lambda m, inputs, out: calls.append("post"))
+        x = x0.clone().requires_grad_()
+        out = conv(x, adj, weight, index=index)
+        out.square().sum().backward()
+        assert calls.count("pre") == num_layers and calls.count("post") == num_layers, name
+        assert rel_err(out, ref) < 1e-10, name
+        assert rel_err(x.grad, ref_x.grad) < 1e-10, name
+        pre.remove()
+        post.remove()
+        conv(x0, adj, weight)
+        assert len(calls) == 2 * num_layers  # removed hooks stay silent

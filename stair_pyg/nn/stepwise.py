@@ -74,7 +74,9 @@ def propagate_series(x: Tensor, adj: Union[SparseAdj, Callable[[Tensor], Tensor]
 
     With a :class:`SparseAdj` and :obj:`index`, each hop multiplies only the rows the outputs
     depend on (:func:`~stair_pyg.nn.sparse.series_rows`): the result and its gradient are those
-    of the full series at a fraction of the cost.
+    of the full series at a fraction of the cost. That holds on the CPU; on a GPU, cutting the
+    hops reads their sizes on the host (several synchronisations per call) while the full
+    product is cheap, so there the full series is computed and the rows selected (same values).
 
     Args:
         x (torch.Tensor): :math:`\mathbf{X}` ``[N, d]``.
@@ -87,7 +89,7 @@ def propagate_series(x: Tensor, adj: Union[SparseAdj, Callable[[Tensor], Tensor]
     """
     hop = spmm if hop is None else hop
     if isinstance(adj, SparseAdj):
-        if index is not None:
+        if index is not None and adj.adj.device.type == "cpu":
             return series_rows(x, adj, coefs, index, hop=hop)
         matrix = adj
         adj = lambda h: hop(matrix, h)  # noqa: E731

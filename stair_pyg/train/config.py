@@ -223,7 +223,7 @@ def merge_configs(base: Dict[str, Any], extra: Dict[str, Any]) -> Dict[str, Any]
     are merged key by key. A ``model`` section of :obj:`extra` that names a *different* model
     replaces the base's ``model`` section as a whole (the hyper-parameters of one model mean
     nothing to another), otherwise it is merged key by key as well. So a dataset config followed
-    by a model config (``configs/models/<name>.yaml``) trains that model on that dataset.
+    by a model config (``stair_pyg/configs/models/<name>.yaml``) trains that model on that dataset.
     """
     out = copy.deepcopy(base)
     for section, value in extra.items():

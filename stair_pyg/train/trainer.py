@@ -53,6 +53,9 @@ from stair_pyg.train.config import TrainConfig, save_config
 from stair_pyg.train.device import resolve_device
 from stair_pyg.train.sampling import NegativeSampler
 
+#: Batches between two checks that the epoch's loss is finite (each check waits for the device).
+FINITE_CHECK_EVERY = 50
+
 # Training settings that change the trajectory: a resumed run must use the checkpoint's values.
 _TRAJECTORY_KEYS = ("seed", "batch_size", "lr", "weight_decay", "eval_every", "metric")
 
@@ -231,6 +234,7 @@ class Trainer:
         batch_size = self.cfg.batch_size
         num_batches = (num_edges + batch_size - 1) // batch_size
         total = torch.zeros((), dtype=torch.float64, device=self.device)
+        checked = 0
         bar = tqdm(total=num_batches, desc=f"epoch {epoch}", unit="batch", leave=False,
                    dynamic_ncols=True,
                    disable=None if self.progress and self.is_main else True)
@@ -238,8 +242,16 @@ class Trainer:
             for b in range(num_batches):
                 sl = slice(b * batch_size, (b + 1) * batch_size)
                 u, p, n = users[sl], pos[sl], neg[sl]
-                loss = self.train_step(u, p, n, where=f"epoch {epoch}, batch {b}")
-                total += loss.detach().double() * u.numel()
+                loss = self.train_step(u, p, n)
+                total += loss.double() * u.numel()
+                if (b + 1) % FINITE_CHECK_EVERY == 0 or b == num_batches - 1:
+                    # One host synchronisation per FINITE_CHECK_EVERY batches, not per batch.
+                    if not bool(torch.isfinite(total)):
+                        raise FloatingPointError(
+                            f"the training loss became {float(total)} at epoch {epoch}, "
+                            f"within batches {checked}..{b}: lower train.lr, or check the "
+                            f"features for extreme values")
+                    checked = b + 1
                 bar.update(1)
                 if not bar.disable and (b % 20 == 0 or b == num_batches - 1):
                     bar.set_postfix(loss=f"{loss.item():.4f}")
@@ -249,15 +261,16 @@ class Trainer:
             bar.close()
         return float(total) / max(num_edges, 1)
 
-    def train_step(self, users: Tensor, pos_items: Tensor, neg_items: Tensor,
-                   where: str = "") -> Tensor:
+    def train_step(self, users: Tensor, pos_items: Tensor, neg_items: Tensor) -> Tensor:
         r"""One optimizer step on a batch of ``(user, positive, negative)`` triples; returns the
         batch's mean loss (detached).
 
         This rank computes the loss of its contiguous share of the batch
         (:func:`~stair_pyg.train.distributed.local_share`: all of it in a single process);
         with several ranks the gradients, scaled so that their sum over ranks is the gradient
-        of the batch mean, are summed before every rank applies the same step.
+        of the batch mean, are summed before every rank applies the same step. Nothing here
+        waits for the device: :meth:`train_epoch` checks that the loss is finite every
+        :data:`FINITE_CHECK_EVERY` batches (the same decision on every rank).
         """
         n = users.numel()
         share = distributed.local_share(n, self.rank, self.world_size)
@@ -272,8 +285,6 @@ class Trainer:
             loss_sum = distributed.all_reduce_gradients(self.model.parameters(),
                                                         extra=loss.double() * local_n)
             loss = loss_sum / n
-        if not torch.isfinite(loss):  # the same decision on every rank
-            raise FloatingPointError(f"loss is {loss.item()}" + (f" at {where}" if where else ""))
         self.optimizer.step()
         return loss
 
