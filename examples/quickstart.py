@@ -59,7 +59,7 @@ def main() -> None:
 
     test = evaluate(model, splits, which="test", ks=(10, 20))
     print("test", {k: round(v, 4) for k, v in test.items() if "@" in k and "/" not in k})
-    top = model.recommend(torch.tensor([0, 1]), k=5)
+    top = model.recommend(torch.tensor([0, 1]), k=5, exclude_edge_index=splits.train)
     print("top-5 for users 0 and 1 (training items excluded):", top.tolist())
 
 
