@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from stair_pyg.data import (EDGE, REV_EDGE, DataError, describe, format_summary, k_core,
-                            leave_one_out_split, load_csv, load_dataset, load_mmrec,
+from stair_pyg.data import (EDGE, REV_EDGE, DataError, DataWarning, describe, format_summary,
+                            k_core, leave_one_out_split, load_csv, load_dataset, load_mmrec,
                             load_recbole, random_split)
 from stair_pyg.data.splits import deduplicate
 
@@ -28,7 +28,7 @@ def test_mmrec_loader(tmp_path):
     write(folder / "toy.inter", MMREC)
     text = np.arange(8, dtype=np.float32).reshape(4, 2)
     np.save(folder / "text_feat.npy", text)
-    np.save(folder / "image_feat.npy", np.ones((4, 3), dtype=np.float64))
+    np.save(folder / "image_feat.npy", np.arange(12, dtype=np.float64).reshape(4, 3))
     data, splits = load_mmrec(folder)
     assert data["user"].num_nodes == 2 and data["item"].num_nodes == 4
     assert torch.equal(splits.train, edges([(0, 0), (0, 1), (1, 1)]))
@@ -47,8 +47,8 @@ def test_mmrec_loader(tmp_path):
 
 def test_mmrec_trailing_items_with_features(tmp_path):
     write(tmp_path / "d.inter", MMREC)
-    np.save(tmp_path / "text_feat.npy", np.zeros((6, 2), dtype=np.float32))
-    with pytest.warns(UserWarning, match="2 item"):
+    np.save(tmp_path / "text_feat.npy", np.arange(12, dtype=np.float32).reshape(6, 2))
+    with pytest.warns(DataWarning, match="2 item"):
         data, _ = load_mmrec(tmp_path / "d.inter")
     assert data["item"].num_nodes == 6
 
@@ -167,8 +167,13 @@ def test_load_dataset_dispatch(tmp_path):
     ds = load_dataset({"format": "synthetic", "num_users": 50, "num_items": 40,
                        "interactions_per_user": 8, "modalities": {"text": 8}})
     assert ds.data["item"].text_feat.shape == (40, 8)
-    with pytest.raises(ValueError, match=r"unknown dataset key\(s\) \['bogus'\]"):
+    with pytest.raises(ValueError, match=r"unknown key 'dataset.bogus' for format 'mmrec'; "
+                                         r"allowed: \['name', 'path'\]"):
         load_dataset({"format": "mmrec", "path": str(folder), "bogus": 1})
+    with pytest.raises(ValueError, match=r"unknown key 'dataset.sepp' for format 'csv'.*'sep'"):
+        load_dataset({"format": "csv", "path": str(folder), "sepp": ","})
+    with pytest.raises(ValueError, match=r"unknown key 'dataset.options'"):
+        load_dataset({"format": "csv", "path": str(folder), "options": {}})
     with pytest.raises(ValueError, match="format"):
         load_dataset({"format": "parquet", "path": str(folder)})
     with pytest.raises(ValueError, match=r"needs key\(s\) \['path'\]"):
@@ -177,7 +182,7 @@ def test_load_dataset_dispatch(tmp_path):
 
 def test_describe(tmp_path):
     write(tmp_path / "d.inter", MMREC)
-    np.save(tmp_path / "text_feat.npy", np.zeros((4, 2), dtype=np.float32))
+    np.save(tmp_path / "text_feat.npy", np.arange(8, dtype=np.float32).reshape(4, 2))
     s = describe(load_mmrec(tmp_path / "d.inter"))
     assert s["users"] == 2 and s["items"] == 4
     assert s["interactions"] == {"train": 3, "valid": 2, "test": 2, "total": 7}
@@ -196,7 +201,7 @@ def test_cli_describe(tmp_path, capsys):
     assert main(["describe", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "users" in out and "density" in out
-    assert main(["describe", str(tmp_path / "nope")]) == 1
+    assert main(["describe", str(tmp_path / "nope")]) == 2
 
 
 def test_csv_headerless_string_ids_and_dates(tmp_path):

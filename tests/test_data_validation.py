@@ -144,7 +144,7 @@ def test_input_never_written_over(tmp_path):
     folder = tmp_path / "d"
     folder.mkdir()
     inter(folder, GOOD)
-    np.save(folder / "text_feat.npy", np.ones((3, 2), dtype=np.float32))
+    np.save(folder / "text_feat.npy", np.arange(6, dtype=np.float32).reshape(3, 2))
     before = digest(folder)
     load_mmrec(folder)
     assert digest(folder) == before
