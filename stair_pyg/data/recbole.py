@@ -35,8 +35,7 @@ def header_problem(first: str) -> Optional[str]:
         name, _, kind = col.partition(":")
         if kind not in TYPES:
             return (f"header field {shown(col)} is not 'name:type' with type in {TYPES} "
-                    f"(RecBole atomic files type every field, e.g. 'user_id:token'; a plain "
-                    f"table without types is read by the csv format)")
+                    f"(e.g. 'user_id:token')")
     return None
 
 
@@ -44,7 +43,8 @@ def _header(path: Path, text: str) -> Dict[str, str]:
     first = text.split("\n", 1)[0].rstrip("\r")
     problem = header_problem(first)
     if problem:
-        raise DataError(problem, file=path, line=1)
+        raise DataError(f"{problem}; RecBole atomic files type every field (a plain table "
+                        f"without types is read by the csv format)", file=path, line=1)
     fields = {}
     for col in first.split("\t"):
         name, _, kind = col.partition(":")

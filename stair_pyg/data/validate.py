@@ -96,7 +96,9 @@ def integer_ids(values: pd.Series, column: str, file: PathLike, first_line: int 
         bad = ~np.isfinite(num_np)
         bad[~bad] = num_np[~bad] != np.floor(num_np[~bad])
         if bad.any():
-            raise fail(bad, "is not an integer id")
+            first = str(values.iloc[int(np.flatnonzero(bad)[0])]).strip().lstrip("+-")
+            raise fail(bad, "is too large for an id (beyond int64)" if first.isdigit()
+                       else "is not an integer id")
         too_big = np.abs(num_np) >= _EXACT
         if too_big.any():
             raise fail(too_big, "is too large for an id")
