@@ -494,3 +494,20 @@ def test_unreadable_file_message(tmp_path, monkeypatch, capsys):
     code, _, err = run_cli(["describe", str(folder)], capsys)
     assert code == 2 and "Traceback" not in err
     assert "text_feat.npy: cannot read the file: permission denied" in err
+
+
+def test_npy_header_larger_than_file(tmp_path, capsys):
+    r"""A .npy whose header claims 2^40 rows is refused before numpy allocates them."""
+    folder = mmrec(tmp_path, text=FEAT)
+    raw = (folder / "text_feat.npy").read_bytes()
+    put(folder / "text_feat.npy", raw.replace(b"(4, 2)", b"(1099511627776, 2)".ljust(6)))
+    header = np.lib.format.read_array_header_1_0
+    with open(folder / "text_feat.npy", "rb") as f:
+        np.lib.format.read_magic(f)
+        assert header(f)[0] == (2 ** 40, 2)
+    code, _, err = run_cli(["describe", str(folder)], capsys)
+    assert code == 2 and "Traceback" not in err
+    assert "text_feat.npy: the .npy header says shape (1099511627776, 2)" in err
+    put(folder / "text_feat.npy", raw[:-4])
+    code, _, err = run_cli(["describe", str(folder)], capsys)
+    assert code == 2 and "(truncated or corrupt)" in err

@@ -1,6 +1,7 @@
 r"""The data layer: the :class:`~torch_geometric.data.HeteroData` contract, loaders for MMRec,
-RecBole and CSV/TSV data, the synthetic default, splits, validation, text features, ``prepare``
-and ``describe``."""
+RecBole and CSV/TSV data (their shared :class:`InteractionOptions`), the synthetic default, splits,
+validation (:class:`DataError` for what is refused, :class:`DataWarning` for notices), text
+features, ``prepare`` and ``describe``."""
 from stair_pyg.data.csv import load_csv
 from stair_pyg.data.errors import DataError, DataWarning
 from stair_pyg.data.hetero import (EDGE, FEATURE_SUFFIX, REV_EDGE, RecDataset, Splits,
@@ -20,7 +21,8 @@ from stair_pyg.data.validate import cold_start
 __all__ = [
     "EDGE", "REV_EDGE", "FEATURE_SUFFIX", "Splits", "RecDataset", "build_hetero_data",
     "modality_features", "train_edge_index", "num_users_items",
-    "DataError", "DataWarning", "InteractionOptions", "load_mmrec", "load_recbole", "load_csv", "make_synthetic", "load_dataset",
+    "DataError", "DataWarning", "InteractionOptions", "load_mmrec", "load_recbole", "load_csv",
+    "make_synthetic", "load_dataset",
     "FORMATS", "random_split", "leave_one_out_split", "k_core", "deduplicate", "rank_ids",
     "cold_start", "describe", "format_summary", "prepare_dataset",
 ]

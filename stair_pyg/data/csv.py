@@ -291,7 +291,7 @@ def process_interactions(df: pd.DataFrame, source: PathLike, *,
 
 
 @takes_options()
-def load_csv(path: PathLike, name: Optional[str] = None, *,
+def load_csv(path: PathLike, *, name: Optional[str] = None,
              options: Optional[InteractionOptions] = None) -> RecDataset:
     r"""Loads a CSV / TSV table of ``user, item[, rating, timestamp]`` interactions.
 

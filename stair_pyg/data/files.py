@@ -133,6 +133,23 @@ def load_npy(path: PathLike) -> np.ndarray:
         raise DataError("not a .npy file (it does not start with the NumPy magic "
                         "b'\\x93NUMPY')", file=path)
     try:
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            header = {(1, 0): np.lib.format.read_array_header_1_0,
+                      (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+            shape, _, dtype = header(f) if header else ((), False, None)
+            offset = f.tell()
+        size = path.stat().st_size
+    except (ValueError, EOFError, OSError) as e:
+        raise DataError(f"not a readable .npy array ({e})", file=path) from None
+    if dtype is not None and not dtype.hasobject:
+        expected = int(np.prod(shape, dtype=object)) * dtype.itemsize
+        if expected != size - offset:
+            # Checked before numpy allocates what the header claims.
+            raise DataError(f"the .npy header says shape {tuple(shape)} of {dtype} "
+                            f"({expected:,} bytes), but the file holds {size - offset:,} bytes "
+                            f"of data (truncated or corrupt)", file=path)
+    try:
         return np.load(path, allow_pickle=False)
     except (ValueError, EOFError, OSError) as e:
         raise DataError(f"not a readable .npy array ({e})", file=path) from None

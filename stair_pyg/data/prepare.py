@@ -81,13 +81,13 @@ def prepare_dataset(
     out_dir: PathLike,
     item_text: Optional[PathLike] = None,
     name: Optional[str] = None,
+    *,
     model: Optional[PathLike] = None,
     batch_size: int = 128,
     device: str = "cpu",
     missing_text: str = "error",
     overwrite: bool = False,
     progress: bool = True,
-    *,
     options: Optional[InteractionOptions] = None,
 ) -> Path:
     r"""Writes an MMRec-format dataset folder from raw files.

@@ -111,13 +111,13 @@ def _item_features(item_file: Path, fields: Sequence[str], item_ids: np.ndarray,
 def load_recbole(
     path: PathLike,
     name: Optional[str] = None,
+    *,
     item_features: Optional[Sequence[str]] = None,
     user_field: str = "user_id",
     item_field: str = "item_id",
     rating_field: str = "rating",
     timestamp_field: str = "timestamp",
     label_field: Optional[str] = None,
-    *,
     options: Optional[InteractionOptions] = None,
 ) -> RecDataset:
     r"""Loads RecBole atomic files.
