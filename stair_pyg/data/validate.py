@@ -176,32 +176,65 @@ def check_features(x: np.ndarray, num_items: int, file: PathLike, modality: str)
     if x.shape[0] > num_items:
         raise DataError(f"'{modality}' features have {x.shape[0]} rows, more than the {num_items} "
                         f"items in the interactions (row i must hold item i)", file=file)
-    x = x.astype(np.float32, copy=False)
-    finite = np.isfinite(x).all(axis=1)
+    x = np.ascontiguousarray(x.astype(np.float32, copy=False))
+    n = x.shape[0]
+    step = max(1, _CHUNK // x.shape[1])  # row blocks: the checks need no [rows, dim] temporary
+    finite = np.empty(n, dtype=bool)
+    zero = np.empty(n, dtype=bool)
+    like_first = np.empty(n, dtype=bool)
+    binary = True
+    for i in range(0, n, step):
+        block = x[i:i + step]
+        finite[i:i + step] = np.isfinite(block).all(axis=1)
+        zero[i:i + step] = ~block.any(axis=1)
+        like_first[i:i + step] = (block == x[0]).all(axis=1)
+        binary = binary and bool(((block == 0) | (block == 1)).all())
     if not finite.all():
         row = int(np.flatnonzero(~finite)[0])
         kind = "NaN" if np.isnan(x[row]).any() else "Inf"
         raise DataError(f"'{modality}' features contain {kind} ({int((~finite).sum())} row(s) "
                         f"with NaN/Inf)", file=file, row=row)
-    if x.shape[0] > 1 and bool((x == x[0]).all()):
-        what = "all zero" if not x[0].any() else "the same row for every item"
+    if n > 1 and like_first.all():
+        what = "all zero" if zero[0] else "the same row for every item"
         raise DataError(f"'{modality}' features are {what}: the modality cannot tell items "
                         f"apart, so a model learns nothing from it (its loss stays at ln 2); "
                         f"remove the file or fix the features", file=file)
-    zero = ~x.any(axis=1)
     if zero.any():
-        warn_data(f"{file}: '{modality}' features: {int(zero.sum()):,} of {x.shape[0]:,} rows are "
-                  f"all zero (first: row {int(np.flatnonzero(zero)[0])}); those items carry no "
+        warn_data(f"{file}: '{modality}' features: {int(zero.sum()):,} of {n:,} rows are all zero "
+                  f"(first: row {int(np.flatnonzero(zero)[0])}); those items carry no "
                   f"{modality} information", stacklevel=2)
-    if not np.isin(x, (0.0, 1.0)).all():
-        rows = np.ascontiguousarray(x + 0.0)  # + 0.0: -0.0 and 0.0 compare equal as bytes
-        keys = rows.view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1]))).ravel()
-        repeated = x.shape[0] - int(np.unique(keys).shape[0])
+    if not binary:
+        repeated = repeated_rows(x)
         if repeated:
-            warn_data(f"{file}: '{modality}' features: {repeated:,} of {x.shape[0]:,} rows "
-                      f"repeat an earlier row (those items look the same in this modality)",
-                      stacklevel=2)
+            warn_data(f"{file}: '{modality}' features: {repeated:,} of {n:,} rows repeat an "
+                      f"earlier row (those items look the same in this modality)", stacklevel=2)
     return x
+
+
+_CHUNK = 1 << 22  # elements per block in the feature checks
+
+
+def repeated_rows(x: np.ndarray) -> int:
+    r"""How many rows of the ``float32`` matrix :obj:`x` equal an earlier row (bit for bit),
+    i.e. rows minus distinct rows. Rows are hashed block by block (a random linear hash of their
+    bits, 64-bit), and only rows whose hashes collide are compared."""
+    n, dim = x.shape
+    bits = np.ascontiguousarray(x).view(np.uint32)
+    weights = np.random.default_rng(0).integers(1, 2 ** 63, size=dim, dtype=np.uint64) | 1
+    h = np.empty(n, dtype=np.uint64)
+    step = max(1, _CHUNK // dim)
+    with np.errstate(over="ignore"):
+        for i in range(0, n, step):
+            h[i:i + step] = (bits[i:i + step].astype(np.uint64) * weights).sum(axis=1)
+    order = np.argsort(h, kind="stable")
+    sorted_h = h[order]
+    starts = np.flatnonzero(np.r_[True, sorted_h[1:] != sorted_h[:-1]])
+    sizes = np.diff(np.r_[starts, n])
+    repeated = 0
+    for start, size in zip(starts[sizes > 1].tolist(), sizes[sizes > 1].tolist()):
+        group = bits[order[start:start + size]]
+        repeated += size - int(np.unique(group, axis=0).shape[0])
+    return repeated
 
 
 def cold_start(train: Tensor, valid: Tensor, test: Tensor) -> Dict[str, int]:
