@@ -213,3 +213,37 @@ def test_csv_headerless_string_ids_and_dates(tmp_path):
     assert torch.equal(splits.test, edges([(0, 1), (1, 2)]))
     assert torch.equal(splits.valid, edges([(0, 2), (1, 1)]))
     assert torch.equal(splits.train, edges([(0, 0), (1, 0)]))
+
+
+def test_one_options_type_for_every_reader(tmp_path):
+    import inspect
+
+    from stair_pyg.data import InteractionOptions
+    from stair_pyg.data.csv import process_interactions, read_table
+    from stair_pyg.data.options import FIELDS, PIPELINE_FIELDS, READ_FIELDS
+    from stair_pyg.data.prepare import prepare_dataset
+
+    # every option is a keyword of the loaders' signatures (what the config checks read)
+    assert set(FIELDS) <= set(inspect.signature(load_csv).parameters)
+    assert set(FIELDS) <= set(inspect.signature(prepare_dataset).parameters)
+    assert set(PIPELINE_FIELDS) | {"encoding"} <= set(inspect.signature(load_recbole).parameters)
+    assert not {"sep", "user_col"} & set(inspect.signature(load_recbole).parameters)
+    assert set(READ_FIELDS) <= set(inspect.signature(read_table).parameters)
+    assert set(PIPELINE_FIELDS) <= set(inspect.signature(process_interactions).parameters)
+    # prepare keeps its own default for the user filter
+    assert inspect.signature(prepare_dataset).parameters["min_user_interactions"].default == 3
+    assert inspect.signature(load_csv).parameters["min_user_interactions"].default == 0
+    # YAML lists become tuples; the object is immutable and validated again on replace
+    opts = InteractionOptions(ratios=[8, 1, 1])
+    assert opts.ratios == (8.0, 1.0, 1.0)
+    with pytest.raises(DataError, match="'seed' must be an integer"):
+        opts.replace(seed="1")
+    with pytest.raises(TypeError):
+        load_csv(tmp_path / "r.csv", bogus=1)
+    # a config section with the same keys loads the same data
+    path = tmp_path / "r.csv"
+    write(path, "user,item,timestamp\n" + "".join(f"{u},{i},{i}\n" for u in range(4)
+                                                  for i in range(5)))
+    a = load_dataset({"format": "csv", "path": str(path), "split": "loo", "ratios": [8, 1, 1]})
+    b = load_csv(path, options=InteractionOptions(split="loo"))
+    assert all(torch.equal(x, y) for x, y in zip(a.splits, b.splits))
