@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -61,6 +62,8 @@ def _notice_hook(previous: Callable[..., Any]) -> Callable[..., None]:
     def show(message: Any, category: type, filename: str, lineno: int, file: Any = None,
              line: Optional[str] = None) -> None:
         if is_library_warning(category, filename):
+            if os.environ.get("RANK", "0") != "0":
+                return  # data-parallel training: every rank loads the same data; rank 0 tells
             text = " ".join(str(message).split("\n"))
             print(f"note: {text}", file=sys.stderr if file is None else file, flush=True)
         elif previous is getattr(warnings, "_showwarning_orig", None) and \

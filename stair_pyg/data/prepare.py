@@ -114,7 +114,9 @@ def prepare_dataset(
             process them (``split``, ``seed`` (``999``, the shared data's), ``ratios``,
             ``rating_threshold``, ``min_item_interactions``, and ``min_user_interactions``,
             which defaults to ``3`` here: the least for which every user gets train, valid and
-            test; ``0`` disables).
+            test; ``0`` disables). An ``options`` object is taken as it is, with its own
+            defaults (``InteractionOptions().min_user_interactions`` is ``0``): pass
+            ``min_user_interactions=3`` in it for the MMRec protocol.
 
     Returns:
         The output folder.
