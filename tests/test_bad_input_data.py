@@ -94,6 +94,12 @@ def feat_not_npy(tmp):
     return ["describe", str(folder)]
 
 
+def feat_pickled(tmp):
+    folder = mmrec(tmp)
+    np.save(folder / "text_feat.npy", np.array([[1, "a"]] * 4, dtype=object), allow_pickle=True)
+    return ["describe", str(folder)]
+
+
 def inter_directory(tmp):
     folder = mmrec(tmp, inter=None)
     (folder / "d.inter").mkdir()
@@ -279,6 +285,8 @@ REFUSED = [
     ("feature unreadable", feat_unreadable, r"text_feat\.npy: cannot read the file: permission"),
     ("feature complex", feat_complex, r"text_feat\.npy: 'text' features are complex-valued"),
     ("feature not .npy", feat_not_npy, r"text_feat\.npy: not a \.npy file"),
+    ("feature pickled objects", feat_pickled,
+     r"text_feat\.npy: not a readable \.npy array \(Object arrays cannot be loaded"),
     (".inter directory", inter_directory, r"d\.inter: is a directory"),
     (".inter symlink loop", inter_symlink_loop, r"d\.inter: symbolic link loop"),
     ("mmrec latin-1", mmrec_latin1, r"d\.inter, line 3: not valid utf-8 at byte \d+"),
