@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from stair_pyg.data import (EDGE, REV_EDGE, DataError, describe, format_summary, k_core,
-                            leave_one_out_split, load_csv, load_dataset, load_mmrec,
+from stair_pyg.data import (EDGE, REV_EDGE, DataError, DataWarning, describe, format_summary,
+                            k_core, leave_one_out_split, load_csv, load_dataset, load_mmrec,
                             load_recbole, random_split)
 from stair_pyg.data.splits import deduplicate
 
@@ -28,7 +28,7 @@ def test_mmrec_loader(tmp_path):
     write(folder / "toy.inter", MMREC)
     text = np.arange(8, dtype=np.float32).reshape(4, 2)
     np.save(folder / "text_feat.npy", text)
-    np.save(folder / "image_feat.npy", np.ones((4, 3), dtype=np.float64))
+    np.save(folder / "image_feat.npy", np.arange(12, dtype=np.float64).reshape(4, 3))
     data, splits = load_mmrec(folder)
     assert data["user"].num_nodes == 2 and data["item"].num_nodes == 4
     assert torch.equal(splits.train, edges([(0, 0), (0, 1), (1, 1)]))
@@ -47,8 +47,8 @@ def test_mmrec_loader(tmp_path):
 
 def test_mmrec_trailing_items_with_features(tmp_path):
     write(tmp_path / "d.inter", MMREC)
-    np.save(tmp_path / "text_feat.npy", np.zeros((6, 2), dtype=np.float32))
-    with pytest.warns(UserWarning, match="2 item"):
+    np.save(tmp_path / "text_feat.npy", np.arange(12, dtype=np.float32).reshape(6, 2))
+    with pytest.warns(DataWarning, match="2 item"):
         data, _ = load_mmrec(tmp_path / "d.inter")
     assert data["item"].num_nodes == 6
 
@@ -167,8 +167,13 @@ def test_load_dataset_dispatch(tmp_path):
     ds = load_dataset({"format": "synthetic", "num_users": 50, "num_items": 40,
                        "interactions_per_user": 8, "modalities": {"text": 8}})
     assert ds.data["item"].text_feat.shape == (40, 8)
-    with pytest.raises(ValueError, match=r"unknown dataset key\(s\) \['bogus'\]"):
+    with pytest.raises(ValueError, match=r"unknown key 'dataset.bogus' for format 'mmrec'; "
+                                         r"allowed: \['name', 'path'\]"):
         load_dataset({"format": "mmrec", "path": str(folder), "bogus": 1})
+    with pytest.raises(ValueError, match=r"unknown key 'dataset.sepp' for format 'csv'.*'sep'"):
+        load_dataset({"format": "csv", "path": str(folder), "sepp": ","})
+    with pytest.raises(ValueError, match=r"unknown key 'dataset.options'"):
+        load_dataset({"format": "csv", "path": str(folder), "options": {}})
     with pytest.raises(ValueError, match="format"):
         load_dataset({"format": "parquet", "path": str(folder)})
     with pytest.raises(ValueError, match=r"needs key\(s\) \['path'\]"):
@@ -177,7 +182,7 @@ def test_load_dataset_dispatch(tmp_path):
 
 def test_describe(tmp_path):
     write(tmp_path / "d.inter", MMREC)
-    np.save(tmp_path / "text_feat.npy", np.zeros((4, 2), dtype=np.float32))
+    np.save(tmp_path / "text_feat.npy", np.arange(8, dtype=np.float32).reshape(4, 2))
     s = describe(load_mmrec(tmp_path / "d.inter"))
     assert s["users"] == 2 and s["items"] == 4
     assert s["interactions"] == {"train": 3, "valid": 2, "test": 2, "total": 7}
@@ -196,7 +201,7 @@ def test_cli_describe(tmp_path, capsys):
     assert main(["describe", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "users" in out and "density" in out
-    assert main(["describe", str(tmp_path / "nope")]) == 1
+    assert main(["describe", str(tmp_path / "nope")]) == 2
 
 
 def test_csv_headerless_string_ids_and_dates(tmp_path):
@@ -208,3 +213,37 @@ def test_csv_headerless_string_ids_and_dates(tmp_path):
     assert torch.equal(splits.test, edges([(0, 1), (1, 2)]))
     assert torch.equal(splits.valid, edges([(0, 2), (1, 1)]))
     assert torch.equal(splits.train, edges([(0, 0), (1, 0)]))
+
+
+def test_one_options_type_for_every_reader(tmp_path):
+    import inspect
+
+    from stair_pyg.data import InteractionOptions
+    from stair_pyg.data.csv import process_interactions, read_table
+    from stair_pyg.data.options import FIELDS, PIPELINE_FIELDS, READ_FIELDS
+    from stair_pyg.data.prepare import prepare_dataset
+
+    # every option is a keyword of the loaders' signatures (what the config checks read)
+    assert set(FIELDS) <= set(inspect.signature(load_csv).parameters)
+    assert set(FIELDS) <= set(inspect.signature(prepare_dataset).parameters)
+    assert set(PIPELINE_FIELDS) | {"encoding"} <= set(inspect.signature(load_recbole).parameters)
+    assert not {"sep", "user_col"} & set(inspect.signature(load_recbole).parameters)
+    assert set(READ_FIELDS) <= set(inspect.signature(read_table).parameters)
+    assert set(PIPELINE_FIELDS) <= set(inspect.signature(process_interactions).parameters)
+    # prepare keeps its own default for the user filter
+    assert inspect.signature(prepare_dataset).parameters["min_user_interactions"].default == 3
+    assert inspect.signature(load_csv).parameters["min_user_interactions"].default == 0
+    # YAML lists become tuples; the object is immutable and validated again on replace
+    opts = InteractionOptions(ratios=[8, 1, 1])
+    assert opts.ratios == (8.0, 1.0, 1.0)
+    with pytest.raises(DataError, match="'seed' must be an integer"):
+        opts.replace(seed="1")
+    with pytest.raises(TypeError):
+        load_csv(tmp_path / "r.csv", bogus=1)
+    # a config section with the same keys loads the same data
+    path = tmp_path / "r.csv"
+    write(path, "user,item,timestamp\n" + "".join(f"{u},{i},{i}\n" for u in range(4)
+                                                  for i in range(5)))
+    a = load_dataset({"format": "csv", "path": str(path), "split": "loo", "ratios": [8, 1, 1]})
+    b = load_csv(path, options=InteractionOptions(split="loo"))
+    assert all(torch.equal(x, y) for x, y in zip(a.splits, b.splits))

@@ -3,7 +3,7 @@ import hashlib
 import numpy as np
 import pytest
 
-from stair_pyg.data import DataError, describe, load_csv, load_mmrec
+from stair_pyg.data import DataError, DataWarning, describe, load_csv, load_mmrec
 from stair_pyg.data.prepare import prepare_dataset, read_item_text
 
 HEADER = "userID\titemID\trating\ttimestamp\tx_label\n"
@@ -112,7 +112,7 @@ def test_random_split_too_small_users_gives_empty_split(tmp_path):
 def test_cold_users_and_items_kept_and_reported(tmp_path):
     # user 2 and item 3 occur only in valid / test (item 2 is test-only already in GOOD)
     path = inter(tmp_path, GOOD + "2\t0\t1\t0\t1\n2\t3\t1\t0\t2\n")
-    with pytest.warns(UserWarning, match=r"cold start kept: valid has 1 user\(s\) and 0 item\(s\), "
+    with pytest.warns(DataWarning, match=r"cold start kept: valid has 1 user\(s\) and 0 item\(s\), "
                                          r"test has 1 user\(s\) and 2 item\(s\)"):
         data, splits = load_mmrec(path)
     assert data["user"].num_nodes == 3 and data["item"].num_nodes == 4
@@ -144,7 +144,7 @@ def test_input_never_written_over(tmp_path):
     folder = tmp_path / "d"
     folder.mkdir()
     inter(folder, GOOD)
-    np.save(folder / "text_feat.npy", np.ones((3, 2), dtype=np.float32))
+    np.save(folder / "text_feat.npy", np.arange(6, dtype=np.float32).reshape(3, 2))
     before = digest(folder)
     load_mmrec(folder)
     assert digest(folder) == before

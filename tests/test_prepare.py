@@ -143,7 +143,7 @@ def test_cli_prepare(tmp_path, capsys):
     assert main(["prepare", str(csv), "--out", str(tmp_path / "out"), "--no-progress"]) == 0
     assert "users" in capsys.readouterr().out
     assert load_mmrec(tmp_path / "out").data["user"].num_nodes == 4
-    assert main(["prepare", str(csv), "--out", str(tmp_path / "out")]) == 1
+    assert main(["prepare", str(csv), "--out", str(tmp_path / "out")]) == 2
     assert "not empty" in capsys.readouterr().err
     assert main(["prepare", str(csv), "--out", str(tmp_path / "out"), "--overwrite",
                  "--seed", "1"]) == 0

@@ -4,7 +4,7 @@ import re
 import pytest
 import torch
 
-from stair_pyg.data import describe, load_mmrec, load_recbole
+from stair_pyg.data import DataWarning, describe, load_mmrec, load_recbole
 
 DATASETS = ["scientific", "ml100k", "baby", "sports"]
 
@@ -30,7 +30,7 @@ def test_shared_dataset_matches_provenance(shared_data, name):
     if not (shared_data / name).is_dir():
         pytest.skip(f"{shared_data / name} is absent")
     expected = provenance_table(shared_data)[name]
-    with pytest.warns(UserWarning, match="cold start kept"):  # a few held-out-only items
+    with pytest.warns(DataWarning, match="cold start kept"):  # a few held-out-only items
         ds = load_mmrec(shared_data / name)
     s = describe(ds)
     assert s["users"] == expected["users"] and s["items"] == expected["items"]
@@ -49,7 +49,7 @@ def test_ml100k_recbole_raw_reproduces_split(shared_data):
     raw = shared_data / "ml100k" / "raw"
     if not (raw / "ml-100k.inter").is_file():
         pytest.skip(f"{raw} is absent")
-    with pytest.warns(UserWarning, match="cold start kept"):
+    with pytest.warns(DataWarning, match="cold start kept"):
         ours = load_recbole(raw, split="random", seed=999, min_user_interactions=3,
                             item_features=["class"])
         ref = load_mmrec(shared_data / "ml100k")

@@ -5,13 +5,24 @@ Each sub-command lives in its own module of this package, exposing ``add_argumen
 Modules are imported only when their command runs, so that ``stair-pyg describe`` does not pay
 for what ``stair-pyg train`` needs. Argument types shared by the commands (positive integers,
 output paths, devices) are in :mod:`stair_pyg.cli._args`.
+
+While a command runs, the library's own warnings (:class:`stair_pyg.data.DataWarning` notices
+about the input data, and any other :class:`UserWarning` that stair-pyg emits) are shown as one
+plain ``note: <message>`` line on stderr, without the source line that Python's default display
+adds; other warnings are shown as usual. The library itself keeps emitting ordinary
+:mod:`warnings`, for programs to filter or record.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
-from typing import List, Optional
+import warnings
+from pathlib import Path
+from typing import Any, Callable, List, Optional
+
+_PACKAGE = str(Path(__file__).resolve().parents[1])
 
 COMMANDS = {
     "prepare": "Raw interactions + item text -> an MMRec-format folder with text features",
@@ -36,6 +47,37 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def is_library_warning(category: type, filename: str) -> bool:
+    r"""Whether a warning is stair-pyg's own: a :class:`UserWarning` whose class is defined in
+    the package (:class:`~stair_pyg.data.DataWarning`) or that is raised from its source."""
+    if not issubclass(category, UserWarning):
+        return False
+    if getattr(category, "__module__", "").split(".")[0] == "stair_pyg":
+        return True
+    try:
+        return str(Path(filename).resolve()).startswith(_PACKAGE)
+    except (OSError, ValueError):
+        return False
+
+
+def _notice_hook(previous: Callable[..., Any]) -> Callable[..., None]:
+    def show(message: Any, category: type, filename: str, lineno: int, file: Any = None,
+             line: Optional[str] = None) -> None:
+        if is_library_warning(category, filename):
+            if os.environ.get("RANK", "0") != "0":
+                return  # data-parallel training: every rank loads the same data; rank 0 tells
+            text = " ".join(str(message).split("\n"))
+            print(f"note: {text}", file=sys.stderr if file is None else file, flush=True)
+        elif previous is getattr(warnings, "_showwarning_orig", None) and \
+                hasattr(warnings, "_showwarnmsg_impl"):
+            # Inside warnings.catch_warnings(record=True): keep recording the others.
+            warnings._showwarnmsg_impl(  # type: ignore[attr-defined]
+                warnings.WarningMessage(message, category, filename, lineno, file, line))
+        else:
+            previous(message, category, filename, lineno, file, line)
+    return show
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
@@ -48,11 +90,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     sub = argparse.ArgumentParser(prog=f"stair-pyg {name}", description=COMMANDS[name])
     module.add_arguments(sub)
     args = sub.parse_args(argv[1:])
+    previous = warnings.showwarning
+    warnings.showwarning = _notice_hook(previous)
     try:
         return int(module.run(args) or 0)
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return 130
+    finally:
+        warnings.showwarning = previous
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
-HELP = "Summary of a dataset: users, items, interactions per split, cold start, features"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -25,47 +25,71 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         default="auto", help="default: guessed from the files")
     parser.add_argument("--split", choices=("random", "loo", "column"), default=None,
                         help="split for recbole/csv input (default: random)")
+    parser.add_argument("--encoding", default=None,
+                        help="text encoding of recbole/csv input (default: utf-8; a UTF-8 "
+                             "byte-order mark is accepted)")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
 
 
-def guess_format(path: Path) -> str:
-    r"""``mmrec`` for a folder (or ``.inter``) whose header has ``x_label``, ``recbole`` for
-    ``name:type`` headers, ``csv`` otherwise."""
-    inter = path
-    if path.is_dir():
+def guess_format(path: Path, encoding: Optional[str] = None) -> str:
+    r"""``mmrec`` for a folder (or ``.inter``) whose tab-separated header has ``x_label``,
+    ``recbole`` for a header of ``name:type`` fields, ``csv`` for any other file.
+
+    A folder must hold an ``.inter`` file that is MMRec or RecBole; otherwise a
+    :class:`~stair_pyg.data.DataError` names the file and says why it fits neither (empty,
+    no ``x_label``, not tab-separated, fields without ``:type``). So does an ``.inter`` file
+    whose header names ``x_label`` but is not MMRec's."""
+    from stair_pyg.data import DataError
+    from stair_pyg.data.files import check_file, read_text
+    from stair_pyg.data.mmrec import header_problem as mmrec_problem
+    from stair_pyg.data.recbole import header_problem as recbole_problem
+    from stair_pyg.data.validate import find_data_file
+
+    folder = path.is_dir()
+    if folder:
         found = sorted(path.glob("*.inter"))
         if not found:
-            raise FileNotFoundError(f"no '*.inter' file in folder {str(path)!r}")
-        inter = found[0]
-    if inter.suffix != ".inter":
-        return "csv"
-    with open(inter, encoding="utf-8") as f:
-        header = f.readline()
-    if "x_label" in header.split():
+            raise DataError("no '*.inter' file in this folder (an MMRec or RecBole dataset is a "
+                            "folder with '<name>.inter'; give a CSV/TSV table as a file)",
+                            file=path)
+        inter = find_data_file(path, None, ".inter")
+    else:
+        inter = check_file(path)
+        if inter.suffix != ".inter":
+            return "csv"
+    first = read_text(inter, encoding, "--encoding").split("\n", 1)[0].rstrip("\r")
+    mmrec = mmrec_problem(first)
+    if mmrec is None:
         return "mmrec"
-    return "recbole" if ":" in header else "csv"
+    recbole = recbole_problem(first)
+    if recbole is None:
+        return "recbole"
+    names_label = "x_label" in re.split(r"[\t,;| ]+", first.strip())
+    if not folder and first.strip() and not names_label:
+        return "csv"  # a plain table named .inter
+    raise DataError(f"neither an MMRec nor a RecBole .inter file. MMRec: {mmrec}. RecBole: "
+                    f"{recbole}. (Use --format csv to read it as a plain table.)", file=inter,
+                    line=1)
 
 
 def run(args: argparse.Namespace) -> int:
     from stair_pyg.data import DataError, describe, format_summary, load_dataset
 
     spec: Dict[str, Any]
-    if args.path == "synthetic" or args.format == "synthetic":
-        spec = {"format": "synthetic"}
-    else:
-        path = Path(args.path)
-        try:
-            fmt = guess_format(path) if args.format == "auto" else args.format
-        except (FileNotFoundError, OSError) as e:
-            print(f"stair-pyg describe: error: {e}", file=sys.stderr)
-            return 1
-        spec = {"format": fmt, "path": str(path)}
-        if args.split is not None and fmt in ("csv", "recbole"):
-            spec["split"] = args.split
     try:
+        if args.path == "synthetic" or args.format == "synthetic":
+            spec = {"format": "synthetic"}
+        else:
+            path = Path(args.path)
+            fmt = guess_format(path, args.encoding) if args.format == "auto" else args.format
+            spec = {"format": fmt, "path": str(path)}
+            if args.split is not None and fmt in ("csv", "recbole"):
+                spec["split"] = args.split
+            if args.encoding is not None and fmt in ("csv", "recbole"):
+                spec["encoding"] = args.encoding
         summary = describe(load_dataset(spec))
-    except (DataError, FileNotFoundError) as e:
+    except (DataError, OSError) as e:
         print(f"stair-pyg describe: error: {e}", file=sys.stderr)
-        return 1
+        return 2
     print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
     return 0

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
-HELP = "Raw interactions + item text -> an MMRec-format folder with text features"
+if TYPE_CHECKING:
+    from stair_pyg.data.options import InteractionOptions
+
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,6 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rating-threshold", type=float, default=None,
                         help="keep interactions with rating >= this")
     parser.add_argument("--sep", default=None, help="separator (default: sniffed)")
+    parser.add_argument("--encoding", default="utf-8",
+                        help="text encoding of the input files (default: utf-8; a UTF-8 "
+                             "byte-order mark is accepted)")
     parser.add_argument("--no-header", action="store_true",
                         help="the interactions file has no header (columns by position)")
     for col in ("user", "item", "rating", "timestamp", "label"):
@@ -55,6 +61,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def options_from_args(args: argparse.Namespace) -> "InteractionOptions":
+    r"""The :class:`~stair_pyg.data.options.InteractionOptions` that the command line gives."""
+    from stair_pyg.data.options import InteractionOptions
+
+    return InteractionOptions(
+        encoding=args.encoding, sep=args.sep, header=False if args.no_header else "infer",
+        user_col=args.user_col, item_col=args.item_col, rating_col=args.rating_col,
+        timestamp_col=args.timestamp_col, label_col=args.label_col, split=args.split,
+        seed=args.seed, ratios=tuple(args.ratios), rating_threshold=args.rating_threshold,
+        min_user_interactions=args.min_user_interactions,
+        min_item_interactions=args.min_item_interactions)
+
+
 def run(args: argparse.Namespace) -> int:
     from stair_pyg.data import DataError, describe, format_summary, load_mmrec
     from stair_pyg.data.prepare import prepare_dataset
@@ -62,19 +81,13 @@ def run(args: argparse.Namespace) -> int:
     try:
         out = prepare_dataset(
             args.interactions, args.out, item_text=args.item_text, name=args.name,
-            split=args.split, seed=args.seed, ratios=tuple(args.ratios),
-            min_user_interactions=args.min_user_interactions,
-            min_item_interactions=args.min_item_interactions,
-            rating_threshold=args.rating_threshold, sep=args.sep,
-            header=False if args.no_header else "infer", user_col=args.user_col,
-            item_col=args.item_col, rating_col=args.rating_col,
-            timestamp_col=args.timestamp_col, label_col=args.label_col, model=args.model,
-            batch_size=args.batch_size, device=args.device, missing_text=args.missing_text,
-            overwrite=args.overwrite, progress=not args.no_progress)
+            model=args.model, batch_size=args.batch_size, device=args.device,
+            missing_text=args.missing_text, overwrite=args.overwrite,
+            progress=not args.no_progress, options=options_from_args(args))
         summary = describe(load_mmrec(out, name=args.name))
-    except (DataError, FileExistsError, FileNotFoundError, ImportError) as e:
+    except (DataError, FileExistsError, OSError, ImportError) as e:
         print(f"stair-pyg prepare: error: {e}", file=sys.stderr)
-        return 1
+        return 2
     print(f"wrote {out}")
     print(format_summary(summary))
     return 0

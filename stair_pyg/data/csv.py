@@ -14,19 +14,23 @@ raw-interaction pipeline shared with the RecBole loader and ``stair-pyg prepare`
 """
 from __future__ import annotations
 
+import io
 from pathlib import Path
-from typing import NamedTuple, Optional, Sequence, Union
+from typing import Any, NamedTuple, Optional, Sequence, Union
 
 import numpy as np
 import pandas as pd
 
-from stair_pyg.data.errors import DataError
+from stair_pyg.data.errors import DataError, shown
+from stair_pyg.data.files import read_text
 from stair_pyg.data.hetero import RecDataset
+from stair_pyg.data.options import (PIPELINE_FIELDS, READ_FIELDS, SPLITS,  # noqa: F401
+                                    InteractionOptions, takes_options)
 from stair_pyg.data.splits import (deduplicate, k_core, leave_one_out_split, random_split,
                                    rank_ids)
 
 PathLike = Union[str, Path]
-SPLITS = ("random", "loo", "column")
+ENCODING_OPTION = "dataset.encoding, --encoding"
 ALIASES = {
     "user": ("user", "user_id", "userid", "uid", "reviewerid"),
     "item": ("item", "item_id", "itemid", "iid", "asin", "movieid", "movie_id"),
@@ -71,54 +75,55 @@ def _is_number(text: str) -> bool:
         return False
 
 
-def read_table(
-    path: PathLike,
-    sep: Optional[str] = None,
-    header: Union[str, bool] = "infer",
-    user_col: Optional[str] = None,
-    item_col: Optional[str] = None,
-    rating_col: Optional[str] = None,
-    timestamp_col: Optional[str] = None,
-    label_col: Optional[str] = None,
-) -> pd.DataFrame:
+@takes_options(READ_FIELDS)
+def read_table(path: PathLike, *, options: Optional[InteractionOptions] = None) -> pd.DataFrame:
     r"""Reads an interaction table into a frame with columns ``user``, ``item`` and, where
-    present, ``rating``, ``timestamp``, ``label`` (raw values, types inferred). The frame's
-    index is the 1-based line number in the file.
+    present, ``rating``, ``timestamp``, ``label`` (raw text values, parsed later by
+    :func:`process_interactions`). The frame's index is the 1-based line number in the file.
 
-    Column names are matched case-insensitively, ignoring RecBole ``:type`` suffixes, against
-    common names (``user``/``user_id``/``userID``/..., ``item``/``item_id``/``asin``/...,
-    ``rating``, ``timestamp``, ``x_label``/``label``) unless given explicitly. Without a header
+    The reading options (:class:`~stair_pyg.data.options.InteractionOptions`: ``encoding``,
+    ``sep``, ``header``, ``user_col``, ``item_col``, ``rating_col``, ``timestamp_col``,
+    ``label_col``) are keywords or one ``options=`` object. Column names are matched
+    case-insensitively, ignoring RecBole ``:type`` suffixes, against common names
+    (``user``/``user_id``/``userID``/..., ``item``/``item_id``/``asin``/..., ``rating``,
+    ``timestamp``, ``x_label``/``label``) unless given explicitly. Without a header
     (``header=False``, or ``"infer"`` when the first line is all numbers) the columns are
     positional: user, item, rating, timestamp.
     """
+    assert options is not None
     path = Path(path)
-    if not path.is_file():
-        raise DataError("no such file", file=path)
-    with open(path, encoding="utf-8") as f:
-        first = f.readline().rstrip("\r\n")
+    text = read_text(path, options.encoding, ENCODING_OPTION)
+    first = text.split("\n", 1)[0].rstrip("\r")
     if not first.strip():
-        raise DataError("file is empty (or starts with an empty line)", file=path, line=1)
-    sep = sep or _sniff_sep(first)
+        what = "file is empty" if not text.strip() else "the first line is empty"
+        raise DataError(f"{what}; expected a header or a first interaction "
+                        f"'user<sep>item[<sep>rating<sep>timestamp]'", file=path, line=1)
+    sep = options.sep or _sniff_sep(first)
     fields = [c for c in pd.Series([first]).str.split(sep, regex=len(sep) > 1).iloc[0]]
     names = [_clean(c) for c in fields]
-    explicit = {"user": user_col, "item": item_col, "rating": rating_col,
-                "timestamp": timestamp_col, "label": label_col}
+    explicit = {"user": options.user_col, "item": options.item_col,
+                "rating": options.rating_col, "timestamp": options.timestamp_col,
+                "label": options.label_col}
+    header = options.header
     if header == "infer":
         known = any(n in ALIASES["user"] or n in ALIASES["item"] for n in names)
         header = known or any(v is not None for v in explicit.values()) or \
             not all(_is_number(c) for c in fields)
     try:
-        df = pd.read_csv(path, sep=sep, header=0 if header else None, keep_default_na=False,
+        df = pd.read_csv(io.StringIO(text), sep=sep, header=0 if header else None,
+                         keep_default_na=False, dtype=str,
                          engine="c" if len(sep) == 1 else "python", quoting=3,
                          skip_blank_lines=False)
     except pd.errors.ParserError as e:
         raise DataError(f"cannot parse with separator {sep!r}: {e}", file=path) from None
+    except pd.errors.EmptyDataError:
+        raise DataError("no columns to read", file=path, line=1) from None
     first_line = 2 if header else 1
     df.index = np.arange(first_line, first_line + len(df))
     if not header:
         if df.shape[1] < 2:
-            raise DataError(f"expected at least 2 columns (user, item), found {df.shape[1]}",
-                            file=path, line=1)
+            raise DataError(f"expected at least 2 columns (user, item) separated by {sep!r}, "
+                            f"found {df.shape[1]}", file=path, line=1)
         positional = ["user", "item", "rating", "timestamp", "label"][: df.shape[1]]
         df = df.iloc[:, : len(positional)]
         df.columns = positional
@@ -129,8 +134,8 @@ def read_table(
     for key, given in explicit.items():
         if given is not None:
             if given not in columns and _clean(given) not in cleaned:
-                raise DataError(f"missing column {given!r} ({key}); the header has {columns}",
-                                file=path, line=1)
+                raise DataError(f"missing column {given!r} ({key}_col); the header has "
+                                f"{_columns(columns)}", file=path, line=1)
             col = given if given in columns else columns[cleaned.index(_clean(given))]
         else:
             hits = [c for c, n in zip(columns, cleaned) if n in ALIASES[key]]
@@ -139,44 +144,62 @@ def read_table(
             out[key] = df[col]
     missing = [k for k in ("user", "item") if k not in out]
     if missing:
-        raise DataError(f"missing column(s) for {missing}; the header has {columns} (name them "
-                        f"with user_col=/item_col=, or pass header=False for a file without "
-                        f"header)", file=path, line=1)
+        raise DataError(f"missing column(s) for {missing}; the header has {_columns(columns)} "
+                        f"(separator {sep!r}; name them with user_col=/item_col=, or pass "
+                        f"header=False for a file without header)", file=path, line=1)
     return pd.DataFrame(out, index=df.index)
+
+
+def _columns(columns: Sequence[Any]) -> str:
+    r"""The header's column names for a message, each cut short."""
+    shown_cols = [shown(c, 30) for c in columns[:12]]
+    more = f", ... ({len(columns)} columns)" if len(columns) > 12 else ""
+    return "[" + ", ".join(shown_cols) + more + "]"
 
 
 def _first_line(values: pd.Series, bad: np.ndarray) -> int:
     return int(values.index[np.flatnonzero(bad)[0]])
 
 
+MISSING_IDS = ("", "nan", "na", "n/a", "nat", "null", "none", "<na>")
+_EXACT = 2 ** 53  # floats represent every integer below this exactly
+
+
 def _raw_ids(values: pd.Series, column: str, file: PathLike) -> np.ndarray:
-    if pd.api.types.is_bool_dtype(values.dtype):
-        values = values.astype(str)
-    if pd.api.types.is_numeric_dtype(values.dtype):
-        num = values.to_numpy(dtype=np.float64) if not pd.api.types.is_integer_dtype(
-            values.dtype) else values.to_numpy(dtype=np.int64)
-    else:
-        text = values.astype(str).str.strip()
-        empty = (text == "").to_numpy()
-        if empty.any():
-            raise DataError(f"column '{column}': empty id", file=file,
-                            line=_first_line(values, empty))
-        num = pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-        if not np.isfinite(num).all():
-            return text.to_numpy(dtype=object).astype(str)  # string ids
-    if num.dtype != np.int64:
-        bad = ~np.isfinite(num)
-        bad[~bad] = num[~bad] != np.floor(num[~bad])
+    r"""Raw ids of a column: ``int64`` when every id is an integer within ``int64`` (numeric
+    order), else the ids' text as an object array (lexicographic order; integers beyond
+    ``int64`` stay exact this way). Missing ids (empty, ``NaN``, ``null``, ...) and negative
+    integer ids raise."""
+    text = values.astype(str).str.strip()
+    missing = text.str.lower().isin(MISSING_IDS).to_numpy()
+    if missing.any():
+        line = _first_line(values, missing)
+        raise DataError(f"column '{column}': missing id {shown(values.loc[line])} "
+                        f"({int(missing.sum())} such row(s)); every interaction needs a "
+                        f"{column}", file=file, line=line)
+    num = pd.to_numeric(text, errors="coerce")
+    as_text = text.to_numpy(dtype=object)
+    if num.isna().any() or num.dtype.kind == "u":
+        return as_text  # string ids (or integers beyond int64): kept exact, ranked as text
+    arr = num.to_numpy()
+    if arr.dtype.kind == "f":
+        finite = np.isfinite(arr)
+        if not finite.all():
+            return as_text
+        bad = arr != np.floor(arr)
         if bad.any():
             line = _first_line(values, bad)
-            raise DataError(f"column '{column}': {str(values.loc[line])!r} is not an integer id",
+            raise DataError(f"column '{column}': {shown(values.loc[line])} is not an integer id",
                             file=file, line=line)
-        num = num.astype(np.int64)
-    if (num < 0).any():
-        line = _first_line(values, num < 0)
-        raise DataError(f"column '{column}': negative id {str(values.loc[line])!r}", file=file,
+        if np.abs(arr).max() >= _EXACT:
+            return as_text
+        arr = arr.astype(np.int64)
+    arr = arr.astype(np.int64, copy=False)
+    if (arr < 0).any():
+        line = _first_line(values, arr < 0)
+        raise DataError(f"column '{column}': negative id {shown(values.loc[line])}", file=file,
                         line=line)
-    return num
+    return arr
 
 
 def _numeric(values: pd.Series, column: str, file: PathLike, allow_dates: bool) -> np.ndarray:
@@ -192,7 +215,7 @@ def _numeric(values: pd.Series, column: str, file: PathLike, allow_dates: bool) 
             return (dates - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy()
     if bad.any():
         line = _first_line(values, bad)
-        raise DataError(f"column '{column}': {values.loc[line]!r} is not a number", file=file,
+        raise DataError(f"column '{column}': {shown(values.loc[line])} is not a number", file=file,
                         line=line)
     return num.to_numpy(dtype=np.float64)
 
@@ -205,24 +228,20 @@ def _labels(values: pd.Series, file: PathLike) -> np.ndarray:
     bad = ~np.isin(num, (0.0, 1.0, 2.0))
     if bad.any():
         line = int(values.index[np.flatnonzero(bad)[0]])
-        raise DataError(f"split label {values.loc[line]!r} is not one of 0/1/2 or "
+        raise DataError(f"split label {shown(values.loc[line])} is not one of 0/1/2 or "
                         f"train/valid/test", file=file, line=line)
     return num.astype(np.int64)
 
 
-def process_interactions(
-    df: pd.DataFrame,
-    source: PathLike,
-    split: str = "random",
-    seed: int = 999,
-    ratios: Sequence[float] = (0.8, 0.1, 0.1),
-    rating_threshold: Optional[float] = None,
-    min_user_interactions: int = 0,
-    min_item_interactions: int = 0,
-) -> Interactions:
-    r"""Runs steps 1-5 of this module's pipeline on a frame from :func:`read_table`."""
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+@takes_options(PIPELINE_FIELDS)
+def process_interactions(df: pd.DataFrame, source: PathLike, *,
+                         options: Optional[InteractionOptions] = None) -> Interactions:
+    r"""Runs steps 1-5 of this module's pipeline on a frame from :func:`read_table`, with the
+    processing options of :class:`~stair_pyg.data.options.InteractionOptions` (``split``,
+    ``seed``, ``ratios``, ``rating_threshold``, ``min_user_interactions``,
+    ``min_item_interactions``) as keywords or one ``options=`` object."""
+    assert options is not None
+    split, rating_threshold = options.split, options.rating_threshold
     if len(df) == 0:
         raise DataError("no interactions", file=source)
     user_raw = _raw_ids(df["user"], "user", source)
@@ -247,7 +266,8 @@ def process_interactions(
     dedup = deduplicate(user[rows], item[rows], None if ts is None else ts[rows],
                         source=str(source))
     rows = rows[dedup]
-    core = k_core(user[rows], item[rows], min_user_interactions, min_item_interactions)
+    core = k_core(user[rows], item[rows], options.min_user_interactions,
+                  options.min_item_interactions)
     rows = rows[core]
     if rows.shape[0] == 0:
         raise DataError("no interaction left after rating threshold / k-core filtering",
@@ -257,7 +277,7 @@ def process_interactions(
     rating = None if rating is None else rating[rows]
     ts = None if ts is None else ts[rows]
     if split == "random":
-        label = random_split(user, item, ratios=ratios, seed=seed)
+        label = random_split(user, item, ratios=options.ratios, seed=options.seed)
     elif split == "loo":
         if ts is None:
             raise DataError("split='loo' needs a timestamp column", file=source, line=1)
@@ -270,53 +290,32 @@ def process_interactions(
                         None if ts is None else ts[order], user_ids, item_ids)
 
 
-def load_csv(
-    path: PathLike,
-    split: str = "random",
-    sep: Optional[str] = None,
-    header: Union[str, bool] = "infer",
-    user_col: Optional[str] = None,
-    item_col: Optional[str] = None,
-    rating_col: Optional[str] = None,
-    timestamp_col: Optional[str] = None,
-    label_col: Optional[str] = None,
-    seed: int = 999,
-    ratios: Sequence[float] = (0.8, 0.1, 0.1),
-    rating_threshold: Optional[float] = None,
-    min_user_interactions: int = 0,
-    min_item_interactions: int = 0,
-    name: Optional[str] = None,
-) -> RecDataset:
+@takes_options()
+def load_csv(path: PathLike, *, name: Optional[str] = None,
+             options: Optional[InteractionOptions] = None) -> RecDataset:
     r"""Loads a CSV / TSV table of ``user, item[, rating, timestamp]`` interactions.
+
+    Raw ids are remapped to contiguous ids (step 4 above), so any id works: integers (numeric
+    order), strings, integers beyond ``int64`` (kept exact, as text).
 
     Args:
         path (str or Path): The table.
-        split (str): ``"random"`` (per-user 8:1:1, MMRec protocol), ``"loo"`` (per-user
-            leave-one-out by timestamp) or ``"column"`` (the table's label column).
-            (default: ``"random"``)
-        sep (str, optional): Separator; sniffed from the first line (tab, comma, semicolon,
-            bar, else whitespace) when :obj:`None`. (default: :obj:`None`)
-        header (str or bool): ``True``, ``False`` or ``"infer"``. (default: ``"infer"``)
-        user_col, item_col, rating_col, timestamp_col, label_col (str, optional): Column names,
-            when they are not among the common ones. (default: :obj:`None`)
-        seed (int): Seed of the random split. (default: ``999``)
-        ratios (sequence of float): Train/valid/test proportions of the random split.
-            (default: ``(0.8, 0.1, 0.1)``)
-        rating_threshold (float, optional): Keep interactions with ``rating >= threshold``.
-            (default: :obj:`None`)
-        min_user_interactions (int): k-core bound for users (``3`` is the MMRec protocol's user
-            filter). (default: ``0``)
-        min_item_interactions (int): k-core bound for items. (default: ``0``)
         name (str, optional): Dataset name; the file's stem by default. (default: :obj:`None`)
+        **options: The fields of :class:`~stair_pyg.data.options.InteractionOptions`, as
+            keywords (``split="loo"``, ``sep=";"``, ``min_user_interactions=3``, ...), or
+            ``options=InteractionOptions(...)``: ``encoding``, ``sep``, ``header``,
+            ``user_col``, ``item_col``, ``rating_col``, ``timestamp_col``, ``label_col``,
+            ``split``, ``seed``, ``ratios``, ``rating_threshold``, ``min_user_interactions``,
+            ``min_item_interactions``.
     """
     from stair_pyg.data.mmrec import dataset_from_labels
 
+    assert options is not None
     path = Path(path)
-    df = read_table(path, sep=sep, header=header, user_col=user_col, item_col=item_col,
-                    rating_col=rating_col, timestamp_col=timestamp_col, label_col=label_col)
-    x = process_interactions(df, path, split=split, seed=seed, ratios=ratios,
-                             rating_threshold=rating_threshold,
-                             min_user_interactions=min_user_interactions,
-                             min_item_interactions=min_item_interactions)
+    if path.is_dir():
+        raise DataError("is a folder; the csv format reads one table file (a folder of "
+                        "'<name>.inter' is --format mmrec or recbole)", file=path)
+    df = read_table(path, options=options)
+    x = process_interactions(df, path, options=options)
     return dataset_from_labels(x.user, x.item, x.label, len(x.user_ids), len(x.item_ids),
                                name=name or path.stem, source=str(path))

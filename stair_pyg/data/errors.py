@@ -39,3 +39,30 @@ class DataError(ValueError):
         if row is not None:
             where.append(f"row {row}")
         super().__init__(f"{', '.join(where)}: {what}" if where else what)
+
+
+class DataWarning(UserWarning):
+    r"""A notice about input data that was accepted as it is, or repaired (duplicated
+    interactions merged, cold-start users/items kept, all-zero or repeated feature rows, ...).
+
+    Programs can filter or record it like any warning
+    (``warnings.simplefilter("error", DataWarning)`` makes every notice an error); the
+    ``stair-pyg`` command shows each one as a plain ``note: ...`` line.
+    """
+
+
+def warn_data(message: str, stacklevel: int = 2) -> None:
+    r"""Emits :obj:`message` as a :class:`DataWarning` (:obj:`stacklevel` as in
+    :func:`warnings.warn`, counted from the caller of this function)."""
+    import warnings
+
+    warnings.warn(message, DataWarning, stacklevel=stacklevel + 1)
+
+
+def shown(value: object, limit: int = 40) -> str:
+    r"""``repr(str(value))`` cut to about :obj:`limit` characters, so that a message never
+    repeats a huge field back (``'12345678901234567890...' (20,000,000 characters)``)."""
+    text = str(value)
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}... ({len(text):,} characters)"

@@ -6,7 +6,11 @@ Every loader, the synthetic generator, every model and the trainer share this la
 * :data:`EDGE` ``= ("user", "interacts", "item")``: the **training** interactions only, as
   ``edge_index`` of shape ``[2, E_train]`` (row 0 user ids, row 1 item ids), coalesced;
 * :data:`REV_EDGE` ``= ("item", "rev_interacts", "user")``: the same edges flipped (the name that
-  :class:`torch_geometric.transforms.ToUndirected` would give them);
+  :class:`torch_geometric.transforms.ToUndirected` would give them). The library's models read
+  :data:`EDGE` only; the reverse store is written for PyG's heterogeneous tooling (``to_hetero``
+  models, :class:`~torch_geometric.nn.conv.HeteroConv`, ``LinkNeighborLoader``,
+  ``to_homogeneous``), which expect each relation and its reverse. :data:`REV_EDGE` is its one
+  name, exported for code that reads it;
 * item modality features as attributes of the ``"item"`` store, one float tensor
   ``[num_items, f_m]`` per modality, named ``<modality>_feat`` (``text_feat``, ``image_feat``,
   ``genre_feat``), the same names as MMRec's ``<modality>_feat.npy`` files.

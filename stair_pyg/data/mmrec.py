@@ -8,7 +8,7 @@ r"""Loader for the MMRec format (https://github.com/enoche/MMRec), the format of
 """
 from __future__ import annotations
 
-import warnings
+import io
 from pathlib import Path
 from typing import Dict, Optional, Union
 
@@ -16,12 +16,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from stair_pyg.data.errors import DataError
+from stair_pyg.data.errors import DataError, shown, warn_data
+from stair_pyg.data.files import load_npy, read_text
 from stair_pyg.data.hetero import RecDataset, Splits, build_hetero_data
 from stair_pyg.data.splits import TEST, TRAIN, VALID, deduplicate
-from stair_pyg.data.validate import (check_features, check_labels, check_splits_not_empty,
-                                     cold_start, find_data_file, integer_ids, require_columns,
-                                     warn_cold_start)
+from stair_pyg.data.validate import (check_features, check_id_bound, check_labels,
+                                     check_splits_not_empty, cold_start, find_data_file,
+                                     integer_ids, require_columns, warn_cold_start)
 
 PathLike = Union[str, Path]
 FEATURE_GLOB = "*_feat.npy"
@@ -68,6 +69,23 @@ def dataset_from_labels(
     return RecDataset(data, splits)
 
 
+def header_problem(first: str, need_label: bool = True) -> Optional[str]:
+    r"""Why :obj:`first` (a file's first line) is not an MMRec ``.inter`` header, or
+    :obj:`None`: empty, not tab-separated, or (with :obj:`need_label`) without ``x_label``."""
+    if not first.strip():
+        return "the file is empty" if first == "" else "the first line is empty"
+    fields = [f.strip() for f in first.split("\t")]
+    if "x_label" in fields or not need_label and len(fields) > 1:
+        return None
+    for sep in (",", ";", "|", " "):
+        if "x_label" in [f.strip() for f in first.split(sep)]:
+            return (f"the header {shown(first, 60)} is separated by {sep!r}; MMRec .inter files "
+                    f"are tab-separated")
+    return (f"the header has no 'x_label' column (MMRec .inter files are tab-separated "
+            f"'userID itemID [rating timestamp] x_label'); it has "
+            f"{[f[:30] for f in fields[:12]]}")
+
+
 def load_mmrec(path: PathLike, name: Optional[str] = None) -> RecDataset:
     r"""Loads an MMRec-format dataset folder.
 
@@ -75,10 +93,15 @@ def load_mmrec(path: PathLike, name: Optional[str] = None) -> RecDataset:
     ``*.inter`` file there); every ``<modality>_feat.npy`` beside it becomes
     ``data["item"].<modality>_feat``. ``num_users`` / ``num_items`` are the largest id plus one.
 
-    Checks: required columns ``userID``, ``itemID``, ``x_label``; integer, non-negative ids;
-    labels in {0, 1, 2}; no split empty for every user; features with one finite row per item.
-    Duplicated ``(userID, itemID)`` rows are merged (first row kept) with a warning; cold-start
-    users/items in valid/test are kept with a warning.
+    Checks: a UTF-8 (BOM accepted), tab-separated file with the columns ``userID``, ``itemID``,
+    ``x_label``; integer, non-negative ids, contiguous from 0 as MMRec defines them: every
+    ``userID`` below the number of interaction rows, every ``itemID`` below the larger of that
+    and the feature files' rows (so no id can make the loader allocate more than the input
+    holds); labels in {0, 1, 2}; no split empty for every user; features with one finite row
+    per item that do not all look the same (see
+    :func:`~stair_pyg.data.validate.check_features`). Duplicated ``(userID, itemID)`` rows are
+    merged (first row kept) with a :class:`~stair_pyg.data.errors.DataWarning`; cold-start
+    users/items in valid/test are kept with one.
 
     Args:
         path (str or Path): The dataset folder, or its ``.inter`` file.
@@ -88,37 +111,42 @@ def load_mmrec(path: PathLike, name: Optional[str] = None) -> RecDataset:
     inter = find_data_file(path, name, ".inter")
     folder = inter.parent
     name = name or inter.stem
+    text = read_text(inter)
+    problem = header_problem(text.split("\n", 1)[0].rstrip("\r"), need_label=False)
+    if problem:
+        raise DataError(f"not an MMRec .inter file: {problem}", file=inter, line=1)
     try:
-        df = pd.read_csv(inter, sep="\t", low_memory=False)
+        df = pd.read_csv(io.StringIO(text), sep="\t", low_memory=False)
     except pd.errors.ParserError as e:
         raise DataError(f"cannot parse as tab-separated values: {e}", file=inter) from None
     except pd.errors.EmptyDataError:
         raise DataError("file is empty", file=inter) from None
+    del text
+    df.columns = [str(c).strip() for c in df.columns]
     require_columns(df.columns, ["userID", "itemID", "x_label"], inter)
     user = integer_ids(df["userID"], "userID", inter)
     item = integer_ids(df["itemID"], "itemID", inter)
     label = integer_ids(df["x_label"], "x_label", inter, non_negative=False)
     check_labels(label, inter)
     if user.shape[0] == 0:
-        raise DataError("no interactions", file=inter)
+        raise DataError("no interactions (only a header)", file=inter)
+    raw = {f: load_npy(f) for f in sorted(folder.glob(FEATURE_GLOB))}
+    rows = {f: x.shape[0] for f, x in raw.items() if x.ndim == 2}
+    check_id_bound(user, user.shape[0], "userID", inter, "the number of interaction rows")
+    item_bound = max([user.shape[0], *rows.values()])
+    check_id_bound(item, item_bound, "itemID", inter,
+                   "the number of interaction rows or feature rows, whichever is larger")
     keep = deduplicate(user, item, source=str(inter))
     if not keep.all():
         user, item, label = user[keep], item[keep], label[keep]
     num_users, num_items = int(user.max()) + 1, int(item.max()) + 1
-    raw = {}
-    for f in sorted(folder.glob(FEATURE_GLOB)):
-        try:
-            raw[f] = np.load(f, allow_pickle=False)
-        except ValueError as e:
-            raise DataError(f"not a numpy array file: {e}", file=f) from None
-    rows = {f: x.shape[0] for f, x in raw.items() if x.ndim == 2}
     if rows and min(rows.values()) > num_items:
         # Trailing items with features but no interaction at all still belong to the catalogue.
         if len(set(rows.values())) > 1:
             raise DataError(f"feature files disagree on the number of items: "
                             f"{ {f.name: n for f, n in rows.items()} }", file=folder)
         extra = min(rows.values()) - num_items
-        warnings.warn(f"{folder}: {extra} item(s) have features but no interaction", stacklevel=2)
+        warn_data(f"{folder}: {extra} item(s) have features but no interaction", stacklevel=2)
         num_items += extra
     features = {f.name[: -len("_feat.npy")]: check_features(x, num_items, f, f.name[:-9])
                 for f, x in raw.items()}

@@ -19,51 +19,52 @@ path is an input file.
 """
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
-from typing import Dict, Optional, Sequence, Union
+from typing import Dict, Optional, Union
 
 import numpy as np
 import pandas as pd
 
-from stair_pyg.data.csv import ALIASES, process_interactions, read_table
-from stair_pyg.data.errors import DataError
+from stair_pyg.data.csv import ALIASES, ENCODING_OPTION, process_interactions, read_table
+from stair_pyg.data.errors import DataError, warn_data
+from stair_pyg.data.files import read_text
+from stair_pyg.data.options import FIELDS, InteractionOptions, takes_options
 from stair_pyg.data.features import encode_texts, normalize_text
 
 PathLike = Union[str, Path]
 MAPPING_FILES = ("u_id_mapping.csv", "i_id_mapping.csv")
 
 
-def read_item_text(path: PathLike) -> Dict[str, str]:
+def read_item_text(path: PathLike, encoding: str = "utf-8") -> Dict[str, str]:
     r"""Reads ``item<TAB>text`` lines into ``{raw item id: normalised text}``. A first line whose
     id field is a column name (``item``, ``item_id``, ``itemID``, ``asin``, RecBole's
     ``item_id:token``, ...) is a header. Text may itself contain tabs (everything after the first
-    tab is text). Repeated ids keep their first text, with a warning."""
+    tab is text). Repeated ids keep their first text, with a
+    :class:`~stair_pyg.data.errors.DataWarning`. The file is read in :obj:`encoding` (a UTF-8
+    byte-order mark is accepted)."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError("no such file", file=path)
+    content = read_text(path, encoding, ENCODING_OPTION)
     texts: Dict[str, str] = {}
     repeated = 0
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            line = line.rstrip("\r\n")
-            if not line.strip():
-                continue
-            key, tab, text = line.partition("\t")
-            key = key.strip()
-            if number == 1 and key.split(":")[0].lower() in ALIASES["item"] + ("id",):
-                continue
-            if not tab:
-                raise DataError("expected 'item<TAB>text' (no tab found)", file=path, line=number)
-            if not key:
-                raise DataError("empty item id", file=path, line=number)
-            if key in texts:
-                repeated += 1
-                continue
-            texts[key] = normalize_text(text)
+    for number, line in enumerate(content.split("\n"), start=1):
+        line = line.rstrip("\r")
+        if not line.strip():
+            continue
+        key, tab, text = line.partition("\t")
+        key = key.strip()
+        if number == 1 and key.split(":")[0].lower() in ALIASES["item"] + ("id",):
+            continue
+        if not tab:
+            raise DataError("expected 'item<TAB>text' (no tab found)", file=path, line=number)
+        if not key:
+            raise DataError("empty item id", file=path, line=number)
+        if key in texts:
+            repeated += 1
+            continue
+        texts[key] = normalize_text(text)
     if repeated:
-        warnings.warn(f"{path}: {repeated} repeated item id(s); the first text of each is kept",
-                      stacklevel=2)
+        warn_data(f"{path}: {repeated} repeated item id(s); the first text of each is kept",
+                  stacklevel=2)
     return texts
 
 
@@ -74,30 +75,20 @@ def _as_written(values: np.ndarray) -> np.ndarray:
     return values
 
 
+@takes_options(FIELDS, min_user_interactions=3)
 def prepare_dataset(
     interactions: PathLike,
     out_dir: PathLike,
     item_text: Optional[PathLike] = None,
     name: Optional[str] = None,
-    split: str = "random",
-    seed: int = 999,
-    ratios: Sequence[float] = (0.8, 0.1, 0.1),
-    min_user_interactions: int = 3,
-    min_item_interactions: int = 0,
-    rating_threshold: Optional[float] = None,
-    sep: Optional[str] = None,
-    header: Union[str, bool] = "infer",
-    user_col: Optional[str] = None,
-    item_col: Optional[str] = None,
-    rating_col: Optional[str] = None,
-    timestamp_col: Optional[str] = None,
-    label_col: Optional[str] = None,
+    *,
     model: Optional[PathLike] = None,
     batch_size: int = 128,
     device: str = "cpu",
     missing_text: str = "error",
     overwrite: bool = False,
     progress: bool = True,
+    options: Optional[InteractionOptions] = None,
 ) -> Path:
     r"""Writes an MMRec-format dataset folder from raw files.
 
@@ -108,15 +99,6 @@ def prepare_dataset(
         item_text (str or Path, optional): ``item<TAB>text`` file keyed by the same raw item ids.
             (default: :obj:`None`, no text features)
         name (str, optional): Dataset name; ``out_dir``'s name by default. (default: :obj:`None`)
-        split (str): ``"random"``, ``"loo"`` or ``"column"``. (default: ``"random"``)
-        seed (int): Seed of the random split; ``999`` is the shared data's. (default: ``999``)
-        ratios (sequence of float): Random split proportions. (default: ``(0.8, 0.1, 0.1)``)
-        min_user_interactions (int): Drop users with fewer distinct items (``0`` disables; 3 is
-            the least for which every user gets train, valid and test). (default: ``3``)
-        min_item_interactions (int): k-core bound for items. (default: ``0``)
-        rating_threshold (float, optional): Keep ``rating >= threshold``. (default: :obj:`None`)
-        sep, header, user_col, item_col, rating_col, timestamp_col, label_col: How to read the
-            interactions, as in :func:`~stair_pyg.data.csv.load_csv`.
         model (str or Path, optional): Local sentence-transformers model folder; the offline
             all-MiniLM-L6-v2 package when :obj:`None`. (default: :obj:`None`)
         batch_size (int): Encoder batch size. (default: ``128``)
@@ -126,10 +108,20 @@ def prepare_dataset(
         overwrite (bool): Replace the files of an existing, non-empty output folder.
             (default: :obj:`False`)
         progress (bool): Progress bar while encoding. (default: :obj:`True`)
+        **options: The fields of :class:`~stair_pyg.data.options.InteractionOptions` as
+            keywords, or ``options=InteractionOptions(...)``: how to read the interactions
+            (``encoding``, also used for ``item_text``, ``sep``, ``header``, ``*_col``) and
+            process them (``split``, ``seed`` (``999``, the shared data's), ``ratios``,
+            ``rating_threshold``, ``min_item_interactions``, and ``min_user_interactions``,
+            which defaults to ``3`` here: the least for which every user gets train, valid and
+            test; ``0`` disables). An ``options`` object is taken as it is, with its own
+            defaults (``InteractionOptions().min_user_interactions`` is ``0``): pass
+            ``min_user_interactions=3`` in it for the MMRec protocol.
 
     Returns:
         The output folder.
     """
+    assert options is not None
     interactions = Path(interactions)
     out_dir = Path(out_dir)
     name = name or out_dir.resolve().name
@@ -150,15 +142,14 @@ def prepare_dataset(
             raise FileExistsError(f"output folder {str(out_dir)!r} exists and is not empty; pass "
                                   f"overwrite=True (--overwrite) to replace its dataset files")
 
-    df = read_table(interactions, sep=sep, header=header, user_col=user_col, item_col=item_col,
-                    rating_col=rating_col, timestamp_col=timestamp_col, label_col=label_col)
-    x = process_interactions(df, interactions, split=split, seed=seed, ratios=ratios,
-                             rating_threshold=rating_threshold,
-                             min_user_interactions=min_user_interactions,
-                             min_item_interactions=min_item_interactions)
+    if interactions.is_dir():
+        raise DataError("is a folder; prepare reads one interactions table (CSV/TSV or a "
+                        "RecBole .inter file)", file=interactions)
+    df = read_table(interactions, options=options)
+    x = process_interactions(df, interactions, options=options)
     texts = None
     if item_text is not None:
-        table = read_item_text(item_text)
+        table = read_item_text(item_text, options.encoding)
         keys = [str(i) for i in x.item_ids.tolist()]
         missing = [k for k in keys if k not in table]
         if missing and missing_text == "error":
@@ -166,8 +157,8 @@ def prepare_dataset(
                             f"{missing[:5]}); pass missing_text='empty' to encode empty texts",
                             file=item_text)
         if missing:
-            warnings.warn(f"{item_text}: {len(missing)} item(s) have no text; encoded as ''",
-                          stacklevel=2)
+            warn_data(f"{item_text}: {len(missing)} item(s) have no text; encoded as ''",
+                      stacklevel=2)
         texts = [table.get(k, "") for k in keys]
         features = encode_texts(texts, model=model, batch_size=batch_size, device=device,
                                 progress=progress)

@@ -2,10 +2,12 @@ r"""``load_dataset(spec)``: the ``dataset:`` section of an experiment config to 
 :class:`~stair_pyg.data.hetero.RecDataset`."""
 from __future__ import annotations
 
-import inspect
 from typing import Any, Callable, Dict, Mapping
 
 from stair_pyg.data.hetero import RecDataset
+from stair_pyg.keywords import check_keywords, missing_keywords
+
+HIDDEN = ("options",)  # the options object itself: its fields are the keys
 
 
 def _loaders() -> Dict[str, Callable[..., RecDataset]]:
@@ -28,8 +30,10 @@ def load_dataset(spec: Mapping[str, Any]) -> RecDataset:
     ``recbole`` (:func:`~stair_pyg.data.recbole.load_recbole`), ``csv``
     (:func:`~stair_pyg.data.csv.load_csv`) or ``synthetic``
     (:func:`~stair_pyg.data.synthetic.make_synthetic`); the other keys are that function's keyword
-    arguments (``path`` for the file formats, relative to the working directory). Unknown keys
-    raise :class:`ValueError` listing the accepted ones.
+    arguments (``path`` for the file formats, relative to the working directory; the fields of
+    :class:`~stair_pyg.data.options.InteractionOptions` for ``recbole`` and ``csv``). Unknown
+    keys raise :class:`ValueError` naming ``dataset.<key>`` and listing the accepted ones
+    (:func:`stair_pyg.keywords.check_keywords`, the check the config loader uses too).
 
     Example::
 
@@ -43,16 +47,8 @@ def load_dataset(spec: Mapping[str, Any]) -> RecDataset:
     if fmt not in FORMATS:
         raise ValueError(f"dataset 'format' must be one of {list(FORMATS)}, got {fmt!r}")
     loader = _loaders()[fmt]
-    params = inspect.signature(loader).parameters
-    unknown = sorted(set(kwargs) - set(params))
-    if unknown:
-        raise ValueError(f"unknown dataset key(s) {unknown} for format {fmt!r}; accepted: "
-                         f"{sorted(params)}")
-    missing = [p.name for p in params.values()
-               if p.default is inspect.Parameter.empty and p.name not in kwargs]
+    check_keywords(kwargs, loader, section="dataset", owner=f"format {fmt!r}", hidden=HIDDEN)
+    missing = missing_keywords(kwargs, loader, hidden=HIDDEN)
     if missing:
         raise ValueError(f"dataset format {fmt!r} needs key(s) {missing}")
-    for key in ("ratios",):
-        if key in kwargs and isinstance(kwargs[key], list):
-            kwargs[key] = tuple(kwargs[key])
     return loader(**kwargs)

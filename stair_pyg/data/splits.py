@@ -9,10 +9,11 @@ Split labels follow MMRec's ``x_label``: :data:`TRAIN` ``= 0``, :data:`VALID` ``
 """
 from __future__ import annotations
 
-import warnings
 from typing import Optional, Sequence, Tuple
 
 import numpy as np
+
+from stair_pyg.data.errors import warn_data
 
 TRAIN, VALID, TEST = 0, 1, 2
 SPLIT_NAMES = ("train", "valid", "test")
@@ -44,7 +45,8 @@ def deduplicate(
         item (np.ndarray): Integer item ids per row.
         timestamp (np.ndarray, optional): Timestamps per row. (default: :obj:`None`)
         source (str, optional): Name of the input, used in the warning. (default: :obj:`None`)
-        warn (bool): Emit a :class:`UserWarning` when duplicates are merged. (default: :obj:`True`)
+        warn (bool): Emit a :class:`~stair_pyg.data.errors.DataWarning` when duplicates are
+            merged. (default: :obj:`True`)
 
     Returns:
         A boolean mask over rows, :obj:`True` for the rows kept.
@@ -65,8 +67,8 @@ def deduplicate(
     dropped = n - int(keep.sum())
     if dropped and warn:
         where = f"{source}: " if source else ""
-        warnings.warn(f"{where}merged {dropped} duplicated (user, item) interaction(s), keeping "
-                      f"the first occurrence in (user, timestamp) order", stacklevel=2)
+        warn_data(f"{where}merged {dropped} duplicated (user, item) interaction(s), keeping "
+                  f"the first occurrence in (user, timestamp) order", stacklevel=2)
     return keep
 
 
