@@ -6,8 +6,11 @@ the functions accepts is an error that names it and lists the accepted ones.
 """
 from __future__ import annotations
 
+import collections.abc
 import inspect
-from typing import Any, Callable, Iterable, List, Mapping, Set, Tuple, Type
+import math
+import typing
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Set, Tuple, Type
 
 _SKIP = {"self", "cls"}
 
@@ -65,4 +68,83 @@ def missing_keywords(given: Mapping[str, Any], function: Callable[..., Any],
             and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
 
 
-__all__ = ["accepted_keywords", "check_keywords", "missing_keywords"]
+
+
+def _type_name(hint: Any) -> str:
+    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
+
+
+def check_value(key: str, value: Any, hint: Any, error: Type[Exception] = ValueError) -> Any:
+    r"""Checks :obj:`value` against the type annotation :obj:`hint` (``int``, ``float``,
+    ``bool``, ``str``, ``Optional[...]``, ``Mapping[str, ...]``, ``List[...]``/``Sequence[...]``/
+    ``Tuple[...]``) and returns it, an integral float given for an ``int`` as an ``int`` and a
+    numeric string for a ``float`` as a ``float``; raises :obj:`error` naming :obj:`key`
+    otherwise. Numbers must be finite and non-negative: no hyper-parameter or loader option of
+    the library takes a negative one. Nothing is rounded: 16.5 is not an ``int``."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is typing.Union:
+        if value is None and type(None) in args:
+            return None
+        options = [a for a in args if a is not type(None)]
+        errors = []
+        for option in options:
+            try:
+                return check_value(key, value, option, error)
+            except error as e:
+                errors.append(str(e))
+        raise error(errors[0] if len(errors) == 1 else
+                    f"'{key}' must be one of {[_type_name(o) for o in options]}, got {value!r}")
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise error(f"'{key}' must be true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise error(f"'{key}' must be an integer, got {value!r}")
+        if value < 0:
+            raise error(f"'{key}' must be >= 0, got {value}")
+        return value
+    if hint is float:
+        if isinstance(value, bool):
+            raise error(f"'{key}' must be a number, got {value!r}")
+        try:
+            out = float(value)
+        except (TypeError, ValueError):
+            raise error(f"'{key}' must be a number, got {value!r}") from None
+        if not math.isfinite(out) or out < 0:
+            raise error(f"'{key}' must be a finite number >= 0, got {value!r}")
+        return out
+    if hint is str:
+        if not isinstance(value, str):
+            raise error(f"'{key}' must be a string, got {value!r}")
+        return value
+    if origin in (dict, collections.abc.Mapping):
+        if not isinstance(value, Mapping):
+            raise error(f"'{key}' must be a mapping, got {value!r}")
+        value_hint = args[1] if len(args) == 2 else Any
+        return {check_value(f"{key}", k, args[0] if args else Any, error):
+                check_value(f"{key}.{k}", v, value_hint, error) for k, v in value.items()}
+    if origin in (list, tuple, collections.abc.Sequence):
+        if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+            raise error(f"'{key}' must be a list, got {value!r}")
+        item_hint = args[0] if args and args[-1] is not Ellipsis or len(args) == 2 else Any
+        return [check_value(key, v, item_hint, error) for v in value]
+    return value
+
+
+def check_types(values: Mapping[str, Any], function: Callable[..., Any], section: str,
+                error: Type[Exception] = ValueError) -> Dict[str, Any]:
+    r"""Checks each of :obj:`values` against the annotation of the parameter of
+    :obj:`function` with that name (:func:`check_value`, keys named ``'{section}.{name}'``);
+    returns the checked values. Names without a parameter or annotation pass as they are."""
+    try:
+        hints = typing.get_type_hints(function)
+    except Exception:  # pragma: no cover - unresolvable annotations: nothing to check against
+        return dict(values)
+    return {name: check_value(f"{section}.{name}", value, hints[name], error)
+            if name in hints else value for name, value in values.items()}
+
+
+__all__ = ["accepted_keywords", "check_keywords", "missing_keywords", "check_value", "check_types"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict, Mapping
 
+from stair_pyg.data.errors import DataError
 from stair_pyg.data.hetero import RecDataset
 from stair_pyg.keywords import check_keywords, missing_keywords
 
@@ -51,4 +52,9 @@ def load_dataset(spec: Mapping[str, Any]) -> RecDataset:
     missing = missing_keywords(kwargs, loader, hidden=HIDDEN)
     if missing:
         raise ValueError(f"dataset format {fmt!r} needs key(s) {missing}")
+    if fmt == "synthetic":
+        try:
+            return loader(**kwargs)
+        except ValueError as e:  # a generator setting out of range: name the section
+            raise DataError(f"dataset (synthetic): {e}") from None
     return loader(**kwargs)

@@ -71,10 +71,13 @@ class Recommender(torch.nn.Module):
 
         @functools.wraps(init)
         def __init__(self, *args: Any, **kw: Any) -> None:
+            bound = signature.bind(self, *args, **kw)
+            bound.apply_defaults()
+            dim = bound.arguments.get("embedding_dim")
+            if isinstance(dim, int) and not isinstance(dim, bool) and dim < 1:
+                raise ValueError(f"'embedding_dim' must be positive, got {dim}")
             init(self, *args, **kw)
             if type(self).__init__ is __init__:  # the outermost constructor records
-                bound = signature.bind(self, *args, **kw)
-                bound.apply_defaults()
                 self._hparams = {name: _plain(bound.arguments[name]) for name in names}
 
         cls.__init__ = __init__  # type: ignore[method-assign]

@@ -177,8 +177,16 @@ class STAIR(Recommender):
         """
         if isinstance(features, Mapping):
             names = list(features)
+            unknown = sorted(set(self.knn_k) - set(names))
+            if unknown:
+                raise ValueError(f"'knn_k' names modalities {unknown} that the items do not "
+                                 f"have (they have {sorted(names)})")
             feats = [features[name] for name in names]
             ks = [self.modality_k(name) for name in names] if k is None else list(k)
+            for name, km in zip(names, ks):
+                if km >= self.num_items:
+                    raise ValueError(f"'knn_k.{name}' is {km}, but an item has only "
+                                     f"{self.num_items - 1} other items to link to")
         else:
             feats = list(features)
             if k is None:

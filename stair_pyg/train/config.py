@@ -22,7 +22,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Union
 import yaml
 
 from stair_pyg.eval.metrics import parse_metric
-from stair_pyg.keywords import check_keywords
+from stair_pyg.keywords import check_keywords, check_types
 
 class ConfigError(ValueError):
     r"""A configuration that cannot be run; the message names the offending key."""
@@ -281,8 +281,11 @@ def _check_dataset_keys(dataset: Dict[str, Any]) -> None:
     fmt = dataset["format"]
     if fmt not in loaders:
         raise ConfigError(f"'dataset.format' must be one of {sorted(loaders)}, got {fmt!r}")
-    check_keywords([k for k in dataset if k != "format"], loaders[fmt], section="dataset",
-                   owner=f"format '{fmt}'", error=ConfigError, hidden=("options",))
+    options = {k: v for k, v in dataset.items() if k != "format"}
+    check_keywords(options, loaders[fmt], section="dataset", owner=f"format '{fmt}'",
+                   error=ConfigError, hidden=("options",))
+    dataset.update(check_types({k: v for k, v in options.items() if k != "path"}, loaders[fmt],
+                               "dataset", ConfigError))
 
 
 #: Constructor arguments that are data, not hyper-parameters: :meth:`from_data` fills them in.
@@ -296,9 +299,10 @@ def _check_model(model: Dict[str, Any]) -> None:
     if not isinstance(name, str) or name.lower() not in MODELS:
         raise ConfigError(f"'model.name' must be one of {sorted(MODELS)}, got {name!r}")
     cls = get_model(name)
-    check_keywords([k for k in model if k != "name"], cls.from_data, cls.__init__,
-                   section="model", owner=f"model '{name}'", error=ConfigError,
-                   hidden=_DATA_ARGUMENTS)
+    hparams = {k: v for k, v in model.items() if k != "name"}
+    check_keywords(hparams, cls.from_data, cls.__init__, section="model",
+                   owner=f"model '{name}'", error=ConfigError, hidden=_DATA_ARGUMENTS)
+    model.update(check_types(hparams, cls.__init__, "model", ConfigError))
 
 
 def resolve_config(config: Dict[str, Any], base_dir: Optional[Union[str, Path]] = None,

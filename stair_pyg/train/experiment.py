@@ -33,8 +33,8 @@ def build_model(model_config: Dict[str, Any], data,
         data = data.to(device)
     try:
         model = cls.from_data(data, **hparams)
-    except TypeError as e:  # a hyper-parameter the model does not take
-        raise ConfigError(f"model: {e}") from e
+    except (TypeError, ValueError) as e:  # a hyper-parameter the model refuses or does not take
+        raise ConfigError(f"model '{model_config['name']}': {e}") from e
     return model if device is None else model.to(device)
 
 
