@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -156,3 +158,53 @@ def test_evaluate_uses_model_embeddings_in_eval_mode():
     assert model.modes == [False] and model.training
     ref = evaluate_embeddings(model.u.detach(), model.i.detach(), splits, "test", (10,))
     assert res == ref
+
+
+def test_block_plan_follows_the_budget_and_says_why():
+    from stair_pyg.eval.evaluator import BYTES_PER_SCORE, block_plan
+
+    cpu = torch.device("cpu")
+    block, why = block_plan(100_000, cpu, batch_users=None, memory_bytes=256 * 2 ** 20)
+    assert block == 256 * 2 ** 20 // (BYTES_PER_SCORE * 100_000)
+    assert "budget" in why and str(block) in why
+    block, why = block_plan(100_000, cpu, batch_users=10, memory_bytes=256 * 2 ** 20)
+    assert block == 10 and "eval_batch_users" in why
+    assert block_plan(10 ** 9, cpu, memory_bytes=1)[0] == 1  # never an empty block
+
+
+_PEAK_SCRIPT = r"""
+import sys, torch
+from stair_pyg.data.hetero import Splits
+from stair_pyg.eval.evaluator import evaluate_embeddings
+U, I, d, budget = 1000, 120_000, 32, int(sys.argv[1])
+g = torch.Generator().manual_seed(0)
+def pairs(n):
+    return torch.stack([torch.randint(0, U, (n,), generator=g), torch.randint(0, I, (n,), generator=g)])
+splits = Splits(pairs(50_000), pairs(5_000), pairs(5_000))
+user_emb, item_emb = torch.randn(U, d, generator=g), torch.randn(I, d, generator=g)
+def status(key):
+    for line in open("/proc/self/status"):
+        if line.startswith(key):
+            return int(line.split()[1]) * 1024
+tiny = Splits(*(torch.tensor([[0], [i]]) for i in (0, 1, 2)))
+evaluate_embeddings(user_emb, item_emb, tiny, "test", batch_users=2)  # warm-up
+open("/proc/self/clear_refs", "w").write("5")  # reset the high-water mark
+base = status("VmRSS")
+evaluate_embeddings(user_emb, item_emb, splits, "test", batch_users=None, memory_bytes=budget)
+print(status("VmHWM") - base)
+"""
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/clear_refs"),
+                    reason="needs Linux /proc to read the peak resident memory")
+def test_evaluation_peak_memory_stays_under_the_budget(tmp_path):
+    import subprocess
+    import sys
+
+    budget = 192 * 2 ** 20  # 1,000 users x 120,000 items would be 460 MiB of scores at once
+    out = subprocess.run([sys.executable, "-c", _PEAK_SCRIPT, str(budget)], check=True,
+                         capture_output=True, text=True, timeout=300)
+    growth = int(out.stdout.split()[-1])
+    assert growth < budget, f"peak growth {growth / 2**20:.0f} MiB over a 192 MiB budget"
+    # ... and the estimate is honest, not a cap that uses a fraction of what it allows.
+    assert growth > 0.7 * budget, f"peak growth only {growth / 2**20:.0f} MiB of 192 MiB"

@@ -52,6 +52,14 @@ def non_negative_float(text: str) -> float:
     return value
 
 
+def positive_float(text: str) -> float:
+    r"""A finite number ``> 0``."""
+    value = non_negative_float(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text}")
+    return value
+
+
 class SplitRatios(argparse.Action):
     r"""``--ratios TRAIN VALID TEST`` (``nargs=3``, ``type=non_negative_float``): the sum must be
     positive (the proportions are normalised by it)."""

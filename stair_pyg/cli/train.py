@@ -25,7 +25,7 @@ import os
 import sys
 from pathlib import Path
 
-from stair_pyg.cli._args import config_file, device, output_dir, positive_int
+from stair_pyg.cli._args import config_file, device, output_dir, positive_float, positive_int
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -56,6 +56,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "127.0.0.1; one per GPU on CUDA); under torchrun leave it at 1")
     parser.add_argument("--backend", choices=["gloo", "nccl"],
                         help="torch.distributed backend (default: nccl on CUDA, gloo on CPU)")
+    parser.add_argument("--eval-memory", type=positive_float, metavar="GIB",
+                        help="overrides train.eval_memory_gib: the memory budget of one block of "
+                             "users in the full-ranking evaluation (the block size follows)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -81,6 +84,8 @@ def run(args: argparse.Namespace) -> int:
         config_paths.append(model_path)
     config_path = config_paths[0]
     overrides = list(args.overrides)
+    if args.eval_memory is not None:
+        overrides.append(f"train.eval_memory_gib={args.eval_memory}")
     if args.device:
         overrides.append(f"train.device={args.device}")
     try:

@@ -7,8 +7,10 @@ split are removed from the ranking (training items for validation; training and 
 for test), and the top :math:`K` is compared with the held-out items.
 
 Users are processed in blocks, so that the score matrix of one block, ``[block, num_items]``, is
-the largest object ever formed: the block size is the smaller of ``batch_users`` and a bound
-derived from the memory available on the device (a quarter of it).
+the largest object ever formed: the block size is the smaller of ``batch_users`` and what a
+memory budget holds, at :data:`BYTES_PER_SCORE` bytes per user-item score (see :func:`block_plan`):
+an explicit budget (``train.eval_memory_gib``, ``--eval-memory``), or else a quarter of the memory
+free on the device.
 """
 from __future__ import annotations
 
@@ -37,14 +39,34 @@ def available_memory(device: torch.device) -> int:
         return 2 << 30
 
 
+#: Bytes a block allocates per user-item score: the float32 scores (4) and the top-k pass's
+#: copy of them (4), measured at 8.0-8.3 bytes per score for 10^5 items on CPU
+#: (``tests/test_evaluator.py`` checks a budget holds), plus a margin for the block's index work.
+BYTES_PER_SCORE = 9
+
+
+def block_plan(num_items: int, device: torch.device, batch_users: Optional[int] = None,
+               memory_bytes: Optional[int] = None) -> Tuple[int, str]:
+    r"""Users per block and why: at most :obj:`batch_users`, and at most as many as fit
+    ``[block, num_items]`` scores at :data:`BYTES_PER_SCORE` bytes each into
+    :obj:`memory_bytes` (default: a quarter of the memory free on :obj:`device` now, so the
+    block then depends on what else runs; give a budget for a fixed one)."""
+    if memory_bytes is None:
+        budget, source = available_memory(device) // 4, "a quarter of the free memory"
+    else:
+        budget, source = int(memory_bytes), "the evaluation memory budget"
+    bound = max(budget // (BYTES_PER_SCORE * max(num_items, 1)), 1)
+    if batch_users and batch_users <= bound:
+        return max(1, batch_users), (f"{batch_users} users per block (eval_batch_users; "
+                                     f"{source}, {budget / 2**20:.0f} MiB, holds {bound})")
+    return bound, (f"{bound} users per block: {source}, {budget / 2**20:.0f} MiB, at "
+                   f"{BYTES_PER_SCORE} bytes per score over {num_items} items")
+
+
 def block_size(num_items: int, device: torch.device, batch_users: Optional[int] = None,
-               memory_fraction: float = 0.25) -> int:
-    r"""Users per block: at most :obj:`batch_users`, and at most as many as fit
-    ``[block, num_items]`` scores plus top-k work space (about 16 bytes per entry) into
-    :obj:`memory_fraction` of the free memory."""
-    bound = int(memory_fraction * available_memory(device)) // (16 * max(num_items, 1))
-    bound = max(bound, 1)
-    return max(1, min(bound, batch_users)) if batch_users else bound
+               memory_bytes: Optional[int] = None) -> int:
+    r"""The users per block of :func:`block_plan`."""
+    return block_plan(num_items, device, batch_users, memory_bytes)[0]
 
 
 @torch.no_grad()
@@ -56,6 +78,7 @@ def evaluate_embeddings(
     ks: Sequence[int] = (10, 20, 50),
     batch_users: Optional[int] = 4096,
     cold_start: bool = True,
+    memory_bytes: Optional[int] = None,
 ) -> Dict[str, float]:
     r"""Full-ranking metrics of given representations on one split.
 
@@ -67,11 +90,13 @@ def evaluate_embeddings(
             validation items masked). (default: :obj:`"test"`)
         ks (Sequence[int], optional): Cut-offs :math:`K`. (default: :obj:`(10, 20, 50)`)
         batch_users (int, optional): Largest number of users scored at once (further bounded by
-            the free memory). (default: :obj:`4096`)
+            the memory budget). (default: :obj:`4096`)
         cold_start (bool, optional): Also report metrics restricted to held-out interactions with
             *cold* items (items without training interactions), under keys ``"cold/<metric>"``,
             when the split has any; the ranking is the same full ranking.
             (default: :obj:`True`)
+        memory_bytes (int, optional): The memory budget of a block (:func:`block_plan`).
+            (default: a quarter of the free memory)
 
     Returns:
         ``{"Recall@20": ..., "NDCG@20": ..., ..., "num_users": n}`` plus, when cold items occur,
@@ -104,7 +129,7 @@ def evaluate_embeddings(
     sums: Dict[str, float] = {}
     cold_sums: Dict[str, float] = {}
     n_users = n_cold_users = 0
-    step = block_size(num_items, user_emb.device, batch_users)
+    step = block_size(num_items, user_emb.device, batch_users, memory_bytes)
     for block, top_items, top_scores in topk_items(user_emb, item_emb, target.users(), exclude,
                                                    k_max, step):
         valid_rank = torch.isfinite(top_scores)
@@ -144,10 +169,11 @@ def evaluate(
     ks: Sequence[int] = (10, 20, 50),
     batch_users: Optional[int] = 4096,
     cold_start: bool = True,
+    memory_bytes: Optional[int] = None,
 ) -> Dict[str, float]:
     r"""Full-ranking metrics of a :class:`~stair_pyg.models.base.Recommender` on one split.
 
-    Calls :meth:`model.embeddings` once in evaluation mode and hands the result to
+    Calls :meth:`model.get_embedding` once in evaluation mode and hands the result to
     :func:`evaluate_embeddings` (see there for the arguments and the protocol).
     """
     was_training = model.training
@@ -157,7 +183,7 @@ def evaluate(
     finally:
         model.train(was_training)
     return evaluate_embeddings(user_emb.detach(), item_emb.detach(), splits, which, ks,
-                               batch_users, cold_start)
+                               batch_users, cold_start, memory_bytes)
 
 
 @torch.no_grad()

@@ -111,6 +111,8 @@ class TrainConfig:
     checkpoint_every: int = 5
     #: Most users per full-ranking block.
     eval_batch_users: Optional[int] = 4096
+    #: Memory budget of one full-ranking block in GiB (null: a quarter of the free memory).
+    eval_memory_gib: Optional[float] = None
     #: Negatives drawn from ``all`` items (MMRec, the STAIR paper) or only the ``interacted``
     #: ones (items with training interactions; helps cold-start items).
     negatives: str = "all"
@@ -132,6 +134,9 @@ class TrainConfig:
         self.checkpoint_every = _int("train.checkpoint_every", self.checkpoint_every, 0)
         self.eval_batch_users = _int("train.eval_batch_users", self.eval_batch_users, 1,
                                      allow_none=True)
+        if self.eval_memory_gib is not None:
+            self.eval_memory_gib = _float("train.eval_memory_gib", self.eval_memory_gib, 0.0,
+                                          1e6, strictly=True)
         ks = self.ks
         if isinstance(ks, int) and not isinstance(ks, bool):
             ks = [ks]

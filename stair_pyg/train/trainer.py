@@ -44,7 +44,7 @@ import torch
 from torch import Tensor
 
 from stair_pyg.data.hetero import EDGE, RecDataset, num_users_items
-from stair_pyg.eval.evaluator import COLD_PREFIX, evaluate
+from stair_pyg.eval.evaluator import COLD_PREFIX, block_plan, evaluate
 from stair_pyg.models.base import Recommender
 from stair_pyg.train import checkpoint as ckpt
 from stair_pyg.train import distributed
@@ -137,6 +137,7 @@ class Trainer:
         self.best_state: Optional[Dict[str, Tensor]] = None
         self.finished = False
         self._snapshot: Optional[TrainingState] = None
+        self._logged_block = False
 
     # ---------------------------------------------------------------------------------------
     # State capture / restore
@@ -289,8 +290,14 @@ class Trainer:
         return loss
 
     def _evaluate(self, which: str) -> Dict[str, float]:
+        memory = None if self.cfg.eval_memory_gib is None else \
+            int(self.cfg.eval_memory_gib * 2 ** 30)
+        if not self._logged_block:
+            self._logged_block = True
+            _, why = block_plan(self.num_items, self.device, self.cfg.eval_batch_users, memory)
+            self._log(f"evaluation: {why}")
         return evaluate(self.model, self.splits, which, ks=self.ks,
-                        batch_users=self.cfg.eval_batch_users)
+                        batch_users=self.cfg.eval_batch_users, memory_bytes=memory)
 
     def _log(self, text: str) -> None:
         if self.progress and self.is_main:
