@@ -585,6 +585,8 @@ def finalize_args(args: argparse.Namespace) -> argparse.Namespace:
                          "process)")
     if args.memory_limit_gib is not None and args.memory_limit_gib <= 0:
         raise SystemExit(f"--memory-limit-gib must be positive, got {args.memory_limit_gib}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
     return args
 
 
@@ -667,8 +669,6 @@ def run(args: argparse.Namespace) -> int:
     if args.worker_settings:  # a worker of an isolated run: the parent's settings
         args = argparse.Namespace(**{**vars(args), **json.loads(args.worker_settings)})
     args = finalize_args(args)
-    if args.threads:
-        torch.set_num_threads(args.threads)
     if args.worker:
         from stair_pyg.train import resolve_device
 
