@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import time
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Callable, Dict, List, Sequence
 
-from stair_pyg.profiling.measure import machine_note
-from stair_pyg.profiling.report import update_results_section
+from stair_pyg.profiling.measure import MemoryMeter, machine_note
+from stair_pyg.profiling.report import update_results_section, write_json
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
@@ -63,6 +64,44 @@ def write_section(script: str, name: str, body: List[str]) -> Path:
     path = update_results_section(RESULTS_MD, script, name, "\n".join(body))
     print(f"[{script}] wrote section '{script}:{name}' of {path}")
     return path
+
+
+def publish(result: Dict[str, Any], out: Path, report: Callable[[Dict[str, Any], bool], str],
+            write: bool, section: str, title: str, cpu_note: str, reproduce: str,
+            before: Sequence[str] = (), after: Sequence[str] = ()) -> None:
+    r"""Writes ``results.json`` and ``table.md`` (``report(result, absolute=True)``) to
+    :obj:`out` and prints the table; with :obj:`write`, also the section
+    ``<result["script"]>:<section>`` of ``RESULTS.md``: the :func:`intro`, the lines
+    :obj:`before`, the report (absolute on a GPU, relative on CPU), the lines :obj:`after` and
+    the command that reproduces it."""
+    write_json(out / "results.json", result)
+    table = report(result, True)
+    (out / "table.md").write_text(table + "\n")
+    print(table)
+    if write:
+        body = intro(title, result, cpu_note) + ["", *before, report(
+            result, result["device"].startswith("cuda")), "", *after,
+            f"Reproduce: `{reproduce} --write-results`"]
+        write_section(result["script"], section, body)
+
+
+def train_run(config: Dict[str, Any], dataset) -> Dict[str, Any]:
+    r"""One :func:`stair_pyg.train.run_experiment` of :obj:`config` on :obj:`dataset`: best
+    epoch, epochs run, seconds per epoch, wall seconds, peak memory (CUDA peak allocated; CPU
+    growth of the peak RSS) and the numeric validation and test metrics."""
+    from stair_pyg.train import resolve_device, run_experiment
+
+    meter = MemoryMeter(resolve_device(config["train"].get("device", "auto")))
+    start = time.perf_counter()
+    with meter:
+        result = run_experiment(config, out_dir=None, progress=False, dataset=dataset)
+    numbers = lambda d: {k: float(v) for k, v in d.items() if isinstance(v, (int, float))}  # noqa
+    return {"seed": config["train"].get("seed"), "best_epoch": result["best_epoch"],
+            "epochs_run": len(result.get("history", [])) or None,
+            "epoch_seconds": float(result["epoch_seconds"]),
+            "wall_seconds": time.perf_counter() - start, "peak_memory_bytes": meter.peak_bytes(),
+            "memory": meter.result, "valid": numbers(result["valid"]),
+            "test": numbers(result["test"])}
 
 
 def load_config_file(path: Path) -> Dict[str, Any]:

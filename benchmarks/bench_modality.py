@@ -32,10 +32,10 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import torch
 
-from _results import DATA_ROOT, common_arguments, intro, out_dir, write_section
+from _results import DATA_ROOT, common_arguments, out_dir, publish
 from stair_pyg.profiling.measure import (MemoryMeter, device_name, environment, fmt_bytes,
                                          fmt_seconds, synchronize)
-from stair_pyg.profiling.report import markdown_table, write_json
+from stair_pyg.profiling.report import markdown_table
 
 
 def measure(fn, device: torch.device, keep: Optional[list] = None) -> Dict[str, Any]:
@@ -130,17 +130,10 @@ def run(args: argparse.Namespace) -> int:
               "device_name": device_name(device), "environment": environment(),
               "dims": dims, "k": args.k, "embedding_dim": args.embedding_dim, "results": rows,
               "real_feature_recall": real}
-    write_json(out / "results.json", result)
-    table = report(result, absolute=True)
-    (out / "table.md").write_text(table + "\n")
-    print(table)
-    if args.write_results:
-        body = intro("Modality initialisation and graph ({dev})", result,
-                     "Times are relative to the smallest size; memory is absolute.")
-        body += ["", report(result, absolute=device.type == "cuda"), "",
-                 f"Reproduce: `python benchmarks/bench_modality.py --sizes {args.sizes} "
-                 f"--device {device.type} --write-results`"]
-        write_section("bench_modality", device.type, body)
+    publish(result, out, report, args.write_results, device.type,
+            "Modality initialisation and graph ({dev})",
+            "Times are relative to the smallest size; memory is absolute.",
+            f"python benchmarks/bench_modality.py --sizes {args.sizes} --device {device.type}")
     return 0
 
 

@@ -32,10 +32,10 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import torch
 
-from _results import DATA_ROOT, common_arguments, intro, out_dir, write_section
+from _results import DATA_ROOT, common_arguments, out_dir, publish
 from stair_pyg.profiling.bench import synthetic_graph
 from stair_pyg.profiling.measure import PhaseTimer, device_name, environment, fmt_bytes, fmt_seconds, median, time_call
-from stair_pyg.profiling.report import markdown_table, write_json
+from stair_pyg.profiling.report import markdown_table
 
 
 def copy_bandwidth(device: torch.device, nbytes: int, repeats: int) -> Dict[str, float]:
@@ -201,18 +201,12 @@ def run(args: argparse.Namespace) -> int:
               "bytes_needed_per_pass": need, "copy": ceiling, "device": str(device),
               "device_name": device_name(device), "environment": environment(),
               "results": rows}
-    write_json(out / "results.json", result)
-    table = report(result, absolute=True)
-    (out / "table.md").write_text(table + "\n")
-    print(table)
-    if args.write_results:
-        body = intro("Propagation: `StepwiseConv` per adjacency format on {dev}", result,
-                     "Times are given relative to the precomputed `SparseAdj` path; the "
-                     "bandwidth fractions are dimensionless.")
-        body += ["", report(result, absolute=device.type == "cuda"), "",
-                 f"Reproduce: `python benchmarks/bench_propagation.py --dataset {args.dataset} "
-                 f"--device {device.type} --write-results`"]
-        write_section("bench_propagation", f"{name}-{device.type}", body)
+    publish(result, out, report, args.write_results, f"{name}-{device.type}",
+            "Propagation: `StepwiseConv` per adjacency format on {dev}",
+            "Times are given relative to the precomputed `SparseAdj` path; the bandwidth "
+            "fractions are dimensionless.",
+            f"python benchmarks/bench_propagation.py --dataset {args.dataset} --device "
+            f"{device.type}")
     return 0
 
 

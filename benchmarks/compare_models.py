@@ -19,15 +19,14 @@ from __future__ import annotations
 import argparse
 import copy
 import sys
-import time
 import traceback
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from _results import (BENCH_DIR, CONFIGS, common_arguments, dataset_section, load_config_file,
-                      write_section)
+                      train_run, write_section)
 from stair_pyg.profiling.bench import COMPARED
-from stair_pyg.profiling.measure import MemoryMeter, device_name, environment, fmt_bytes
+from stair_pyg.profiling.measure import device_name, environment, fmt_bytes
 from stair_pyg.profiling.report import markdown_table, mean_std, write_json
 
 SCRIPT = "compare_models"
@@ -64,23 +63,11 @@ def base_config(args: argparse.Namespace) -> Dict[str, Any]:
     return config
 
 
-def run_one(base: Dict[str, Any], model: str, seed: int, dataset, device) -> Dict[str, Any]:
-    from stair_pyg.train import run_experiment
-
+def run_config(base: Dict[str, Any], model: str, seed: int) -> Dict[str, Any]:
     spec, config = model_spec(model), copy.deepcopy(base)
     config["model"] = {**spec["model"], "name": model}
     config["train"] = {**config["train"], **spec["train"], "seed": int(seed)}
-    meter = MemoryMeter(device)
-    start = time.perf_counter()
-    with meter:
-        result = run_experiment(config, out_dir=None, progress=False, dataset=dataset)
-    numbers = lambda d: {k: float(v) for k, v in d.items() if isinstance(v, (int, float))}  # noqa
-    return {"seed": seed, "best_epoch": result["best_epoch"],
-            "epochs_run": len(result.get("history", [])) or None,
-            "epoch_seconds": float(result["epoch_seconds"]),
-            "wall_seconds": time.perf_counter() - start, "peak_memory_bytes": meter.peak_bytes(),
-            "memory": meter.result, "test": numbers(result["test"]),
-            "valid": numbers(result["valid"])}
+    return config
 
 
 def summarise(runs: List[Dict[str, Any]]) -> Dict[str, Any]:
@@ -173,7 +160,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     for model in models:
         for seed in args.seeds:
             try:
-                run = run_one(base, model, seed, dataset, device)
+                run = train_run(run_config(base, model, seed), dataset)
                 msg = (f"NDCG@20 {run['test'].get('NDCG@20', float('nan')):.4f} "
                        f"Recall@20 {run['test'].get('Recall@20', float('nan')):.4f} "
                        f"best epoch {run['best_epoch']} {run['epoch_seconds']:.2f} s/epoch")

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from _results import common_arguments, intro, keep_figure, out_dir, write_section
+from _results import common_arguments, keep_figure, out_dir, publish
 from stair_pyg.profiling import bench as P
 from stair_pyg.profiling.measure import device_name, environment, fmt_bytes, fmt_seconds
 from stair_pyg.profiling.report import (linear_fit, loglog_fit, loglog_plot, markdown_table,
@@ -163,14 +163,34 @@ def run(args: argparse.Namespace) -> int:
               "environment": environment(), "budget_bytes": args.budget_gib * GIB,
               "memory_limit_bytes": limit, "settings": vars(args), "points": points,
               "fits": fit_all(points, models, args.budget_gib * GIB)}
-    write_json(out / "results.json", result)
     plots(result, out)
-    table = report(result, absolute=True)
-    (out / "table.md").write_text(table + "\n")
-    print(table)
-    if args.write_results:
-        write_results(result, out)
+    sizes, dev = [p["size"] for p in points], device.type
+    figs = [keep_figure(out / f"{n}.png", f"{n}-{dev}.png")
+            for n in ("scaling_time", "scaling_memory")] if args.write_results else []
+    publish(result, out, report, args.write_results, dev,
+            f"Scaling: synthetic graphs, {min(sizes):,} to {max(sizes):,} interactions " "({dev})",
+            "Epoch times are ratios to our `lightgcn` at the same size; memory is absolute "
+            "(machine-independent). Where epoch times do not grow with the size, the timed "
+            "batches were too few for the load on the machine: read the time slopes as "
+            "unresolved there.", reproduce(args, sizes, dev),
+            before=["Synthetic features of MMRec's dimensions (4096-d image, 384-d text), "
+                    f"timing-only. Epoch times extrapolated from {args.max_batches} timed "
+                    "batches.", ""],
+            after=[*[f"![{f}]({f})" for f in figs], ""])
     return 0
+
+
+def reproduce(args: argparse.Namespace, sizes: Sequence[int], dev: str) -> str:
+    r"""The command of this sweep, as its section of RESULTS.md quotes it."""
+    command = (f"python benchmarks/scaling.py --sizes {','.join(str(n) for n in sizes)} "
+               f"--device {dev}")
+    if args.memory_limit_gib is not None:
+        command += f" --memory-limit-gib {args.memory_limit_gib:g}"
+    elif args.budget_gib != 24.0 or args.memory_margin_gib != DEFAULT_MEMORY_MARGIN_GIB:
+        command += f" --budget-gib {args.budget_gib:g} --memory-margin-gib {args.memory_margin_gib:g}"
+    if args.approx_knn_from != DEFAULT_APPROX_KNN_FROM:
+        command += f" --approx-knn-from {args.approx_knn_from:g}"
+    return command + "".join(f" --hparam {h}" for h in args.hparam)
 
 
 def _finished(run_dir: Path, key_path: Path, key: Dict[str, Any]) -> Optional[Dict[str, Any]]:
@@ -394,32 +414,6 @@ def report(result: Dict[str, Any], absolute: bool) -> str:
     for note in notes(result):
         lines += ["", note]
     return "\n".join(lines)
-
-
-def write_results(result: Dict[str, Any], out: Path) -> None:
-    dev, s = result["device"].split(":")[0], result["settings"]
-    figs = [keep_figure(out / f"{n}.png", f"{n}-{dev}.png")
-            for n in ("scaling_time", "scaling_memory")]
-    sizes = [p["size"] for p in result["points"]]
-    reproduce = (f"python benchmarks/scaling.py --sizes {','.join(str(n) for n in sizes)} "
-                 f"--device {dev}")
-    if s.get("memory_limit_gib") is not None:
-        reproduce += f" --memory-limit-gib {s['memory_limit_gib']:g}"
-    elif s.get("budget_gib") != 24.0 or s.get("memory_margin_gib") != DEFAULT_MEMORY_MARGIN_GIB:
-        reproduce += f" --budget-gib {s['budget_gib']:g} --memory-margin-gib {s['memory_margin_gib']:g}"
-    if s.get("approx_knn_from") != DEFAULT_APPROX_KNN_FROM:
-        reproduce += f" --approx-knn-from {s['approx_knn_from']:g}"
-    reproduce += "".join(f" --hparam {h}" for h in s.get("hparam") or [])
-    body = intro(f"Scaling: synthetic graphs, {min(sizes):,} to {max(sizes):,} interactions " "({dev})",
-                 result, "Epoch times are ratios to our `lightgcn` at the same size; memory is "
-                 "absolute (machine-independent). Where epoch times do not grow with the size, the "
-                 "timed batches were too few for the load on the machine: read the time slopes as "
-                 "unresolved there.")
-    body += ["", "Synthetic features of MMRec's dimensions (4096-d image, 384-d text), "
-             f"timing-only. Epoch times extrapolated from {s['max_batches']} timed batches.", "",
-             report(result, absolute=dev == "cuda"), "", *[f"![{f}]({f})" for f in figs], "",
-             f"Reproduce: `{reproduce} --write-results`"]
-    write_section("scaling", dev, body)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

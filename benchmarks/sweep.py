@@ -33,14 +33,13 @@ import itertools
 import json
 import os
 import sys
-import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from _results import (BENCH_DIR, CONFIGS, common_arguments, dataset_section, load_config_file,
-                      write_section)
+                      train_run, write_section)
 from stair_pyg.profiling.measure import device_name, environment
 from stair_pyg.profiling.report import markdown_table, mean_std, write_json
 
@@ -136,7 +135,6 @@ def _init_worker(threads: int) -> None:
 def run_point(config: Dict[str, Any], overrides: List[str], seed: int) -> Dict[str, Any]:
     r"""Trains one grid point with one seed (in a worker process)."""
     from stair_pyg.data import load_dataset
-    from stair_pyg.train import run_experiment
     from stair_pyg.train.config import apply_overrides
 
     cfg = apply_overrides(config, overrides + [f"train.seed={seed}"])
@@ -144,16 +142,7 @@ def run_point(config: Dict[str, Any], overrides: List[str], seed: int) -> Dict[s
     if key not in _DATASET_CACHE:
         _DATASET_CACHE.clear()
         _DATASET_CACHE[key] = load_dataset(cfg["dataset"])
-    start = time.perf_counter()
-    result = run_experiment(cfg, out_dir=None, progress=False, dataset=_DATASET_CACHE[key])
-    numeric = lambda d: {k: float(v) for k, v in d.items() if isinstance(v, (int, float))}  # noqa
-    return {
-        "overrides": overrides, "seed": seed, "best_epoch": result["best_epoch"],
-        "epochs_run": len(result.get("history", [])) or None,
-        "epoch_seconds": float(result["epoch_seconds"]),
-        "wall_seconds": time.perf_counter() - start,
-        "valid": numeric(result["valid"]), "test": numeric(result["test"]),
-    }
+    return {"overrides": overrides, **train_run(cfg, _DATASET_CACHE[key])}
 
 
 # ---------------------------------------------------------------------------------------------
