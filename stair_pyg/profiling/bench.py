@@ -213,7 +213,7 @@ def _model_config(name: str, args: argparse.Namespace) -> Dict[str, Any]:
            else (get_model(name).from_data, get_model(name).__init__))
     hparams = args.model_hparams.get(name, {})
     check_keywords(hparams, *fns, section=name, owner=f"model '{name}'", error=SystemExit,
-                   hidden=("data", "adjacency"))
+                   hidden=("data", "adjacency", "num_users", "num_items"))
     accepted, open_ended = accepted_keywords(*fns)
     common = {"embedding_dim": args.embedding_dim, "num_layers": args.num_layers}
     return {**{k: v for k, v in common.items() if k in accepted or open_ended}, **hparams}
@@ -567,10 +567,12 @@ def finalize_args(args: argparse.Namespace) -> argparse.Namespace:
         args.isolate = False if args.isolate is None else args.isolate
         args.threads = args.threads or 1  # a smoke test: no thread oversubscription
     args.isolate = True if args.isolate is None else args.isolate
-    if args.trace is None:
-        from stair_pyg.train import resolve_device
+    from stair_pyg.train import resolve_device, tune_cpu_allocator
 
-        args.trace = resolve_device(args.device).type == "cuda"
+    cuda = resolve_device(args.device).type == "cuda"
+    args.trace = cuda if args.trace is None else args.trace
+    if args.tune_malloc and not cuda:
+        tune_cpu_allocator()  # what the Trainer does, done before the dataset is loaded
     args.model_hparams = {}
     for item in args.hparam:
         key, sep, value = item.partition("=")
