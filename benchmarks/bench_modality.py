@@ -1,22 +1,13 @@
 r"""Cost of STAIR's modality initialisation and modality graph as the catalogue grows.
 
-For :math:`N` items from :math:`10^4` to :math:`10^6` (Gaussian features, timing-only; 384-d text
-by default, MMRec's 4096-d image with ``--image``) this times
-
-* :func:`stair_pyg.nn.whiten` (centring + thin SVD / Gram eigen-decomposition, MI), and
-* :func:`stair_pyg.nn.modality_graph` (chunked cosine top-:math:`k`, symmetrised, normalised),
-  with the exact search and with the approximate IVF search (``method="ivf"``), and the IVF
-  graph's edge recall (the fraction of the exact graph's edges it holds) where both ran,
-
-and records the peak memory growth of each (CPU: peak RSS over the inputs; CUDA:
-``max_memory_allocated`` over the inputs). With chunked top-:math:`k` the graph's memory is
-:math:`O(\text{chunk} \cdot N + N k)`, never the :math:`4 N^2` bytes of a dense similarity matrix;
-the table sets the two side by side. The exact graph build costs :math:`O(N^2 f)` operations, so
-sizes above ``--max-graph-items`` are not run but **estimated** from the largest run by
-:math:`N^2` scaling (the output says so); the IVF build, :math:`O(N^{3/2} f)`, runs up to
-``--ivf-max-items``. Gaussian features are the hardest case for IVF (no cluster structure, the
-nearest neighbours barely closer than any other row), so its recall is also measured on the real
-features of ``../shared/data/scientific`` where present.
+For :math:`N` items from :math:`10^4` to :math:`10^6` (Gaussian features, timing-only; 384-d text,
+4096-d image with ``--image``) this times :func:`stair_pyg.nn.whiten` and
+:func:`stair_pyg.nn.modality_graph` with the exact and the approximate (``method="ivf"``) search,
+the IVF graph's edge recall, and the peak memory growth of each beside the :math:`4 N^2` bytes
+of a dense similarity matrix. Exact graphs above ``--max-graph-items`` are **estimated** by
+:math:`N^2` scaling (the output says so); IVF runs up to ``--ivf-max-items``. Gaussian features
+are IVF's worst case, so its recall is also measured on the real features of
+``../shared/data/scientific`` where present (see ``benchmarks/README.md``).
 
 Examples::
 

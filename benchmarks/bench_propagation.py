@@ -1,23 +1,13 @@
 r"""How close STAIR's propagation runs to the memory-bandwidth limit of the machine.
 
 :class:`~stair_pyg.nn.StepwiseConv` (:math:`L` sparse products per call) is timed forward and
-backward for every adjacency format it accepts, on the same graph and features:
-
-* ``SparseAdj``: the normalised adjacency precomputed once, with its stored transpose (what
-  :class:`~stair_pyg.models.STAIR` uses);
-* ``torch CSR``: a raw ``torch.sparse_csr`` adjacency, normalised inside every call;
-* ``EdgeIndex``: a :class:`torch_geometric.EdgeIndex`, converted and normalised inside every call;
-* ``SparseTensor``: a :class:`torch_sparse.SparseTensor`, where :obj:`torch-sparse` is installed;
-* ``edge_index``: a plain ``[2, E]`` tensor, propagated by PyG message passing (gather/scatter).
-
-The ceiling is a measured one: a large tensor copy (``dst.copy_(src)``, read + write) gives the
-bandwidth the machine sustains. The **bytes needed** by one sparse product are the compulsory
-traffic of a CSR product: the matrix (``(N+1)`` row pointers and ``nnz`` column indices as int32,
-as ``SparseAdj`` stores them,
-``nnz`` float32 values) plus reading :math:`X` and writing :math:`Y` once (``2 N d`` float32);
-forward and backward each need :math:`L` such products. ``achieved = L * bytes / time`` is thus a
-lower bound on the traffic, and ``achieved / copy bandwidth`` how close the format runs to the
-limit (element-wise work of the layer is counted in the time, not in the bytes).
+backward for every adjacency format it accepts (``SparseAdj``, a torch CSR matrix, PyG's
+``EdgeIndex``, ``torch_sparse.SparseTensor`` where installed, a plain ``edge_index``), beside
+``torch.sparse.mm`` alone and the rows of one training batch (``index=``). The ceiling is a
+measured large copy (``dst.copy_(src)``, read + write); the bytes needed by one pass are the
+compulsory traffic of :math:`L` CSR products (int32 row pointers and columns, float32 values,
+:math:`X` read and :math:`Y` written once), so ``bytes / time / copy bandwidth`` says how close a
+format runs to the limit (see ``benchmarks/README.md``).
 
 Examples::
 

@@ -1,20 +1,12 @@
 r"""Validation-selected hyper-parameters: a grid search that never looks at the test split.
 
-Every point of the grid (the product of the ``--grid key=v1,v2,...`` axes, keys as in
-``stair-pyg train --set``) is trained once with the selection seed through
-:func:`stair_pyg.train.run_experiment` (same trainer, evaluator and early stopping as every other
-run of the library). The point with the best **validation** metric (``train.metric``, NDCG@20 by
-default) is selected; that point alone is then run with the remaining ``--final-seeds`` and its
-**test** metrics are reported as mean ± std over all of its seeds. The test metrics of the other
-points are stored in the JSON for inspection, never used for the choice.
-
-Runs go to ``--jobs`` worker processes with ``--threads`` torch threads each (default: the cores
-shared evenly). After each finished run the JSON file is rewritten, and a restarted sweep with
-the same arguments reuses the runs already in it (``--fresh`` ignores them): an interrupted sweep
-loses at most the runs in flight.
-
-Outputs: ``benchmarks/results/sweep_<name>.json`` and the section ``<!-- sweep:<name>:begin -->``
-... ``end`` of ``benchmarks/RESULTS.md``.
+Every point of the product of the ``--grid key=v1,v2,...`` axes (keys as in ``stair-pyg train
+--set``) is trained once with the selection seed by :func:`stair_pyg.train.run_experiment`; the
+point with the best **validation** metric is run again with ``--final-seeds`` and its **test**
+metrics reported as mean ± std (the other points' test metrics are kept for inspection, never
+used). Runs go to ``--jobs`` processes; the JSON is rewritten after every run, and a restart
+with the same arguments reuses the finished runs (``--fresh`` ignores them). Outputs:
+``benchmarks/results/sweep_<name>.json`` and the section ``sweep:<name>`` of ``RESULTS.md``.
 
 Examples::
 
@@ -22,8 +14,6 @@ Examples::
     python benchmarks/sweep.py --config configs/ml100k.yaml --model stair \
         --grid model.gamma=0.1,0.5,1.0 --grid train.weight_decay=0.1,0.3 \
         --set train.patience=50 --set train.epochs=400 --final-seeds 2,3 --jobs 2
-    python benchmarks/sweep.py --config configs/ml100k.yaml --model lightgcn \
-        --grid model.reg_weight=1e-4,1e-3,1e-2
 """
 from __future__ import annotations
 
