@@ -19,7 +19,8 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence
 
-from _results import BENCH_DIR, DATA_ROOT, common_arguments, intro, keep_figure, write_section
+from _results import (BENCH_DIR, DATA_ROOT, REPO_ROOT, common_arguments, intro, keep_figure,
+                      write_section)
 from stair_pyg.profiling import bench
 
 
@@ -70,7 +71,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     if args.all:
         return run_all(args)
-    result = bench.profile_all(bench.finalize_args(args))
+    args = bench.finalize_args(args)
+    if args.out is None:  # in the checkout's build/, wherever the script runs from
+        from stair_pyg.train import resolve_device
+
+        args.out = str(REPO_ROOT / "build" / "bench" /
+                       f"profile-{Path(args.dataset).name}-{resolve_device(args.device).type}")
+    result = bench.profile_all(args)
     if args.write_results:
         write_results(result)
     return 1 if any("error" in r for r in result["models"]) else 0
