@@ -166,13 +166,14 @@ def test_results_section_is_replaced_in_place(tmp_path):
     assert text.index("profile:a:begin") < text.index("compare_models:x:begin")
 
 
-def test_cli_bench_help():
-    proc = subprocess.run([sys.executable, "-c",
-                           "import sys; from stair_pyg.cli import main; "
-                           "sys.exit(main(['bench', '--help']))"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0, proc.stderr
-    assert "--max-batches" in proc.stdout and "--quick" in proc.stdout
+def test_cli_bench_help(capsys):
+    from stair_pyg.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["bench", "--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert "--max-batches" in out and "--quick" in out and "--memory-limit-gib" in out
 
 
 def test_sweep_selects_on_validation_and_resumes(tmp_path):
