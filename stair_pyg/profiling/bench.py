@@ -287,7 +287,9 @@ def _phases(totals: Dict[str, float]) -> Dict[str, float]:
 
 def _trace(fn, device: torch.device, path: Path) -> Dict[str, Any]:
     r"""Runs :obj:`fn` under :mod:`torch.profiler`; writes its chrome trace to :obj:`path` and
-    the operator table beside it; returns the trace path and the top operators by self time."""
+    the operator table beside it; returns the trace path and the top operators by self time.
+    (:func:`torch_geometric.profile.torch_profile` writes ``timeline.json`` into the current
+    folder and keeps the profiler to itself, so the table could not be read back.)"""
     from torch.profiler import ProfilerActivity, profile
 
     cuda = device.type == "cuda"
