@@ -25,7 +25,7 @@ test: install
 	$(BIN)/python -m pytest -q
 
 bench-quick: install
-	$(BIN)/python benchmarks/profile.py --quick
+	$(BIN)/python benchmarks/profile_models.py --quick
 
 clean:
 	rm -rf build runs .pytest_cache

@@ -1,22 +1,13 @@
 r"""Cost of STAIR's modality initialisation and modality graph as the catalogue grows.
 
-For :math:`N` items from :math:`10^4` to :math:`10^6` (Gaussian features, timing-only; 384-d text
-by default, MMRec's 4096-d image with ``--image``) this times
-
-* :func:`stair_pyg.nn.whiten` (centring + thin SVD / Gram eigen-decomposition, MI), and
-* :func:`stair_pyg.nn.modality_graph` (chunked cosine top-:math:`k`, symmetrised, normalised),
-  with the exact search and with the approximate IVF search (``method="ivf"``), and the IVF
-  graph's edge recall (the fraction of the exact graph's edges it holds) where both ran,
-
-and records the peak memory growth of each (CPU: peak RSS over the inputs; CUDA:
-``max_memory_allocated`` over the inputs). With chunked top-:math:`k` the graph's memory is
-:math:`O(\text{chunk} \cdot N + N k)`, never the :math:`4 N^2` bytes of a dense similarity matrix;
-the table sets the two side by side. The exact graph build costs :math:`O(N^2 f)` operations, so
-sizes above ``--max-graph-items`` are not run but **estimated** from the largest run by
-:math:`N^2` scaling (the output says so); the IVF build, :math:`O(N^{3/2} f)`, runs up to
-``--ivf-max-items``. Gaussian features are the hardest case for IVF (no cluster structure, the
-nearest neighbours barely closer than any other row), so its recall is also measured on the real
-features of ``../shared/data/scientific`` where present.
+For :math:`N` items from :math:`10^4` to :math:`10^6` (Gaussian features, timing-only; 384-d text,
+4096-d image with ``--image``) this times :func:`stair_pyg.nn.whiten` and
+:func:`stair_pyg.nn.modality_graph` with the exact and the approximate (``method="ivf"``) search,
+the IVF graph's edge recall, and the peak memory growth of each beside the :math:`4 N^2` bytes
+of a dense similarity matrix. Exact graphs above ``--max-graph-items`` are **estimated** by
+:math:`N^2` scaling (the output says so); IVF runs up to ``--ivf-max-items``. Gaussian features
+are IVF's worst case, so its recall is also measured on the real features of
+``../shared/data/scientific`` where present (see ``benchmarks/README.md``).
 
 Examples::
 
@@ -28,28 +19,24 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
-
-_HERE = Path(__file__).resolve().parent
-# Keep this folder off sys.path (its profile.py would shadow the standard library's profile).
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-if str(_HERE.parent) not in sys.path:
-    sys.path.insert(0, str(_HERE.parent))
 
 import torch
 
-from benchmarks import _common as C
+from _results import DATA_ROOT, common_arguments, out_dir, publish
+from stair_pyg.profiling.measure import (MemoryMeter, device_name, environment, fmt_bytes,
+                                         fmt_seconds, synchronize)
+from stair_pyg.profiling.report import markdown_table
 
 
 def measure(fn, device: torch.device, keep: Optional[list] = None) -> Dict[str, Any]:
     r"""Seconds and peak memory growth of one call of :obj:`fn` (after its inputs exist); its
     output is appended to :obj:`keep` if given."""
-    meter = C.MemoryMeter(device)
+    meter = MemoryMeter(device)
     with meter:
         t0 = time.perf_counter()
         out = fn()
-        C.synchronize(device)
+        synchronize(device)
         seconds = time.perf_counter() - t0
     peak = meter.peak_bytes()
     if device.type == "cuda":
@@ -60,35 +47,33 @@ def measure(fn, device: torch.device, keep: Optional[list] = None) -> Dict[str, 
     return {"seconds": seconds, "peak_bytes": peak}
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--sizes", default="1e4,3e4,1e5,3e5,1e6")
-    parser.add_argument("--text-dim", type=int, default=384)
-    parser.add_argument("--image", action="store_true",
-                        help="add a 4096-d image modality (MMRec's dimension)")
-    parser.add_argument("--embedding-dim", type=int, default=64)
-    parser.add_argument("--k", type=int, default=5, help="neighbours per item (default: 5)")
-    parser.add_argument("--max-graph-items", type=int, default=100_000,
-                        help="largest N whose exact graph is built; larger sizes are estimated")
-    parser.add_argument("--ivf-max-items", type=int, default=1_000_000,
-                        help="largest N whose approximate (IVF) graph is built")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--out", default=None)
-    parser.add_argument("--write-results", action="store_true")
-    parser.add_argument("--quick", action="store_true")
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add = parser.add_argument
+    add("--sizes", default="1e4,3e4,1e5,3e5,1e6")
+    add("--text-dim", type=int, default=384)
+    add("--image", action="store_true", help="add a 4096-d image modality (MMRec's dimension)")
+    add("--embedding-dim", type=int, default=64)
+    add("--k", type=int, default=5, help="neighbours per item (default: 5)")
+    add("--max-graph-items", type=int, default=100_000,
+        help="largest N whose exact graph is built; larger sizes are estimated")
+    add("--ivf-max-items", type=int, default=1_000_000,
+        help="largest N whose approximate (IVF) graph is built")
+    return common_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     from stair_pyg.nn import modality_graph, whiten
     from stair_pyg.nn.knn import knn_recall
+    from stair_pyg.train import resolve_device
 
     if args.quick:
         args.sizes, args.max_graph_items, args.ivf_max_items = "2000,4000", 4000, 4000
         args.threads = args.threads or 1
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = C.resolve_device(args.device)
-    out_dir = Path(args.out or C.REPO_ROOT / "build" / "bench" / f"modality-{device.type}")
+    device = resolve_device(args.device)
+    out = out_dir(args, f"modality-{device.type}")
     sizes = sorted({int(float(s)) for s in args.sizes.split(",")})
     dims = {"text": args.text_dim, **({"image": 4096} if args.image else {})}
     # Warm-up (library initialisation, first-touch allocations), excluded from every row.
@@ -125,31 +110,21 @@ def run(args: argparse.Namespace) -> int:
         del exact_graph
         rows.append(row)
         g = row.get("graph", {})
-        print(f"[modality] N={n:,}: whiten {C.fmt_seconds(row['whiten']['seconds'])} "
-              f"(+{C.fmt_bytes(row['whiten']['peak_bytes'])}), graph "
-              f"{C.fmt_seconds(g.get('seconds'))} (+{C.fmt_bytes(g.get('peak_bytes'))}, "
-              f"{g.get('how', 'n/a')}), IVF graph {C.fmt_seconds(row.get('ivf', {}).get('seconds'))}"
+        print(f"[modality] N={n:,}: whiten {fmt_seconds(row['whiten']['seconds'])} "
+              f"(+{fmt_bytes(row['whiten']['peak_bytes'])}), graph "
+              f"{fmt_seconds(g.get('seconds'))} (+{fmt_bytes(g.get('peak_bytes'))}, "
+              f"{g.get('how', 'n/a')}), IVF graph {fmt_seconds(row.get('ivf', {}).get('seconds'))}"
               f" (recall {row.get('ivf', {}).get('edge_recall', float('nan')):.3f})", flush=True)
         del feats
     real = real_feature_recall(args.k)
     result = {"script": "bench_modality", "device": str(device),
-              "device_name": C.device_name(device), "environment": C.environment(),
+              "device_name": device_name(device), "environment": environment(),
               "dims": dims, "k": args.k, "embedding_dim": args.embedding_dim, "results": rows,
               "real_feature_recall": real}
-    C.write_json(out_dir / "results.json", result)
-    table = report(result, absolute=True)
-    (out_dir / "table.md").write_text(table + "\n")
-    print(table)
-    if args.write_results:
-        cuda = device.type == "cuda"
-        body = [f"### Modality initialisation and graph ({'GPU' if cuda else 'CPU'})", ""]
-        if not cuda:
-            body.append(C.machine_note(result["environment"]) + " Times are relative to the "
-                        "smallest size; memory is absolute.")
-        body += ["", report(result, absolute=cuda), "",
-                 f"Reproduce: `python benchmarks/bench_modality.py --sizes {args.sizes} "
-                 f"--device {device.type} --write-results`"]
-        C.update_results_section("bench_modality", device.type, "\n".join(body))
+    publish(result, out, report, args.write_results, device.type,
+            "Modality initialisation and graph ({dev})",
+            "Times are relative to the smallest size; memory is absolute.",
+            f"python benchmarks/bench_modality.py --sizes {args.sizes} --device {device.type}")
     return 0
 
 
@@ -169,19 +144,19 @@ def report(result: Dict[str, Any], absolute: bool) -> str:
     for r in rows:
         g, v = r.get("graph", {}), r.get("ivf", {})
         if absolute:
-            wt, gt = C.fmt_seconds(r["whiten"]["seconds"]), C.fmt_seconds(g.get("seconds"))
-            vt = C.fmt_seconds(v.get("seconds"))
+            wt, gt = fmt_seconds(r["whiten"]["seconds"]), fmt_seconds(g.get("seconds"))
+            vt = fmt_seconds(v.get("seconds"))
         else:
             wt = f"{r['whiten']['seconds'] / t0w:.1f}×"
             gt = f"{g['seconds'] / t0g:.1f}×" if g.get("seconds") else "n/a"
             vt = f"{v['seconds'] / t0g:.1f}×" if v.get("seconds") else "n/a"
         recall = v.get("edge_recall")
-        out.append([f"{r['items']:,}", C.fmt_bytes(r["input_bytes"]), wt,
-                    C.fmt_bytes(r["whiten"]["peak_bytes"]), gt, C.fmt_bytes(g.get("peak_bytes")),
-                    g.get("how", "n/a"), vt, C.fmt_bytes(v.get("peak_bytes")),
+        out.append([f"{r['items']:,}", fmt_bytes(r["input_bytes"]), wt,
+                    fmt_bytes(r["whiten"]["peak_bytes"]), gt, fmt_bytes(g.get("peak_bytes")),
+                    g.get("how", "n/a"), vt, fmt_bytes(v.get("peak_bytes")),
                     "n/a" if recall is None else f"{recall:.3f}",
-                    C.fmt_bytes(r["dense_similarity_bytes"])])
-    lines.append(C.markdown_table(headers, out, ["r"] * 6 + ["l"] + ["r"] * 4))
+                    fmt_bytes(r["dense_similarity_bytes"])])
+    lines.append(markdown_table(headers, out, ["r"] * 6 + ["l"] + ["r"] * 4))
     lines.append("")
     lines.append("Peak columns: memory growth of the call over its inputs (features already "
                  "loaded). A bounded build keeps the graph peak far below the dense N×N column. "
@@ -193,7 +168,7 @@ def report(result: Dict[str, Any], absolute: bool) -> str:
         lines += ["", f"IVF recall on real features (`{real['dataset']}`, {real['items']:,} "
                   "items; recall of each item's top-k neighbours, k the larger of STAIR's default and "
                   "5):", ""]
-        lines.append(C.markdown_table(
+        lines.append(markdown_table(
             ["modality", "dimension", "k", "IVF recall"],
             [[m, str(d["dim"]), str(d["k"]), f"{d['recall']:.3f}"]
              for m, d in real["modalities"].items()]))
@@ -210,7 +185,7 @@ def real_feature_recall(k_default: int) -> Optional[Dict[str, Any]]:
     from stair_pyg.nn import knn_cosine
     from stair_pyg.nn.knn import knn_recall
 
-    folder = C.DATA_ROOT / "scientific"
+    folder = DATA_ROOT / "scientific"
     files = sorted(folder.glob("*_feat.npy")) if folder.exists() else []
     if not files:
         return None
@@ -228,9 +203,7 @@ def real_feature_recall(k_default: int) -> Optional[Dict[str, Any]]:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
+    return run(build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -1,23 +1,13 @@
 r"""How close STAIR's propagation runs to the memory-bandwidth limit of the machine.
 
 :class:`~stair_pyg.nn.StepwiseConv` (:math:`L` sparse products per call) is timed forward and
-backward for every adjacency format it accepts, on the same graph and features:
-
-* ``SparseAdj``: the normalised adjacency precomputed once, with its stored transpose (what
-  :class:`~stair_pyg.models.STAIR` uses);
-* ``torch CSR``: a raw ``torch.sparse_csr`` adjacency, normalised inside every call;
-* ``EdgeIndex``: a :class:`torch_geometric.EdgeIndex`, converted and normalised inside every call;
-* ``SparseTensor``: a :class:`torch_sparse.SparseTensor`, where :obj:`torch-sparse` is installed;
-* ``edge_index``: a plain ``[2, E]`` tensor, propagated by PyG message passing (gather/scatter).
-
-The ceiling is a measured one: a large tensor copy (``dst.copy_(src)``, read + write) gives the
-bandwidth the machine sustains. The **bytes needed** by one sparse product are the compulsory
-traffic of a CSR product: the matrix (``(N+1)`` row pointers and ``nnz`` column indices as int32,
-as ``SparseAdj`` stores them,
-``nnz`` float32 values) plus reading :math:`X` and writing :math:`Y` once (``2 N d`` float32);
-forward and backward each need :math:`L` such products. ``achieved = L * bytes / time`` is thus a
-lower bound on the traffic, and ``achieved / copy bandwidth`` how close the format runs to the
-limit (element-wise work of the layer is counted in the time, not in the bytes).
+backward for every adjacency format it accepts (``SparseAdj``, a torch CSR matrix, PyG's
+``EdgeIndex``, ``torch_sparse.SparseTensor`` where installed, a plain ``edge_index``), beside
+``torch.sparse.mm`` alone and the rows of one training batch (``index=``). The ceiling is a
+measured large copy (``dst.copy_(src)``, read + write); the bytes needed by one pass are the
+compulsory traffic of :math:`L` CSR products (int32 row pointers and columns, float32 values,
+:math:`X` read and :math:`Y` written once), so ``bytes / time / copy bandwidth`` says how close a
+format runs to the limit (see ``benchmarks/README.md``).
 
 Examples::
 
@@ -28,18 +18,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
-
-_HERE = Path(__file__).resolve().parent
-# Keep this folder off sys.path (its profile.py would shadow the standard library's profile).
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-if str(_HERE.parent) not in sys.path:
-    sys.path.insert(0, str(_HERE.parent))
 
 import torch
 
-from benchmarks import _common as C
+from _results import DATA_ROOT, common_arguments, out_dir, publish
+from stair_pyg.profiling.bench import synthetic_graph
+from stair_pyg.profiling.measure import PhaseTimer, device_name, environment, fmt_bytes, fmt_seconds, median, time_call
+from stair_pyg.profiling.report import markdown_table
 
 
 def copy_bandwidth(device: torch.device, nbytes: int, repeats: int) -> Dict[str, float]:
@@ -48,7 +34,7 @@ def copy_bandwidth(device: torch.device, nbytes: int, repeats: int) -> Dict[str,
     n = max(1, nbytes // 4)
     src = torch.rand(n, device=device)
     dst = torch.empty_like(src)
-    t = C.time_call(lambda: dst.copy_(src), device, repeats=repeats, warmup=2)
+    t = time_call(lambda: dst.copy_(src), device, repeats=repeats, warmup=2)
     return {"bytes": 2 * 4 * n, "seconds": t["median"], "bandwidth": 2 * 4 * n / t["median"]}
 
 
@@ -97,7 +83,7 @@ def bench_format(conv, x: torch.Tensor, adj: Any, device: torch.device, repeats:
     bwd: List[float] = []
     for i in range(warmup + repeats):
         xi = x.detach().requires_grad_(True)
-        timer = C.PhaseTimer(device)
+        timer = PhaseTimer(device)
         with timer.phase("forward"):
             out = conv(xi, adj) if index is None else conv(xi, adj, index=index)
         with timer.phase("backward"):
@@ -106,51 +92,47 @@ def bench_format(conv, x: torch.Tensor, adj: Any, device: torch.device, repeats:
         if i >= warmup:
             fwd.append(t["forward"])
             bwd.append(t["backward"])
-    return {"forward_s": C.median(fwd), "backward_s": C.median(bwd)}
+    return {"forward_s": median(fwd), "backward_s": median(bwd)}
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataset", default="sports",
-                        help="a real graph of ../shared/data, or synthetic (default: sports, "
-                             "synthetic where absent)")
-    parser.add_argument("--num-interactions", type=int, default=200_000)
-    parser.add_argument("--channels", type=int, default=64)
-    parser.add_argument("--num-layers", type=int, default=3)
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--copy-mib", type=int, default=512,
-                        help="size of the copied tensor for the bandwidth ceiling (default: 512)")
-    parser.add_argument("--formats", default=None, help="comma-separated subset of formats")
-    parser.add_argument("--batch-size", type=int, default=1024,
-                        help="triples of the batch whose rows the index= row computes "
-                             "(default: 1024)")
-    parser.add_argument("--out", default=None)
-    parser.add_argument("--write-results", action="store_true")
-    parser.add_argument("--quick", action="store_true")
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add = parser.add_argument
+    add("--dataset", default="sports", help="a real graph of ../shared/data, or synthetic "
+        "(default: sports, synthetic where absent)")
+    for flag, default in (("--num-interactions", 200_000), ("--channels", 64),
+                          ("--num-layers", 3), ("--repeats", 5), ("--warmup", 2)):
+        add(flag, type=int, default=default)
+    add("--copy-mib", type=int, default=512,
+        help="size of the copied tensor for the bandwidth ceiling (default: 512)")
+    add("--formats", default=None, help="comma-separated subset of formats")
+    add("--batch-size", type=int, default=1024,
+        help="triples of the batch whose rows the index= row computes (default: 1024)")
+    return common_arguments(parser, "--device", "--out", "--write-results", "--quick")
 
 
 def run(args: argparse.Namespace) -> int:
     from stair_pyg.data.hetero import num_users_items, train_edge_index
     from stair_pyg.nn import StepwiseConv
+    from stair_pyg.train import resolve_device
 
     if args.quick:
         args.dataset, args.num_interactions = "synthetic", 3000
         args.repeats, args.warmup, args.copy_mib = 2, 1, 16
-    device = C.resolve_device(args.device)
-    out_dir = Path(args.out or C.REPO_ROOT / "build" / "bench" / f"propagation-{device.type}")
+    device = resolve_device(args.device)
+    out = out_dir(args, f"propagation-{device.type}")
     torch.manual_seed(0)
 
     name = args.dataset
-    if name != "synthetic" and not (C.DATA_ROOT / name).exists():
-        print(f"[propagation] {C.DATA_ROOT / name} absent: using a synthetic graph", flush=True)
+    if name != "synthetic" and not (DATA_ROOT / name).exists():
+        print(f"[propagation] {DATA_ROOT / name} absent: using a synthetic graph", flush=True)
         name = "synthetic"
     if name == "synthetic":
-        ds = C.scaling_graph(args.num_interactions)
+        ds = synthetic_graph(args.num_interactions)
     else:
-        from stair_pyg.data.mmrec import load_mmrec
+        from stair_pyg.data import load_dataset
 
-        ds = load_mmrec(C.DATA_ROOT / name)
+        ds = load_dataset({"format": "mmrec", "path": str(DATA_ROOT / name)})
     num_users, num_items = num_users_items(ds.data)
     edge_index = train_edge_index(ds.data)
     n = num_users + num_items
@@ -175,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
                 h = torch.sparse.mm(adj, h)
             return h
 
-        t = C.time_call(raw, device, repeats=args.repeats, warmup=args.warmup)
+        t = time_call(raw, device, repeats=args.repeats, warmup=args.warmup)
         rows.append({"format": f"torch.sparse.mm alone ({args.num_layers}x)",
                      "forward_s": t["median"], "backward_s": float("nan")})
     for fmt, adj in formats.items():
@@ -207,24 +189,14 @@ def run(args: argparse.Namespace) -> int:
     result = {"script": "bench_propagation", "dataset": name, "num_nodes": n, "nnz": nnz,
               "channels": args.channels, "num_layers": args.num_layers,
               "bytes_needed_per_pass": need, "copy": ceiling, "device": str(device),
-              "device_name": C.device_name(device), "environment": C.environment(),
+              "device_name": device_name(device), "environment": environment(),
               "results": rows}
-    C.write_json(out_dir / "results.json", result)
-    table = report(result, absolute=True)
-    (out_dir / "table.md").write_text(table + "\n")
-    print(table)
-    if args.write_results:
-        cuda = device.type == "cuda"
-        body = [f"### Propagation: `StepwiseConv` per adjacency format on {'GPU' if cuda else 'CPU'}",
-                ""]
-        if not cuda:
-            body.append(C.machine_note(result["environment"]) + " Times are given relative to "
-                        "the precomputed `SparseAdj` path; the bandwidth fractions are "
-                        "dimensionless.")
-        body += ["", report(result, absolute=cuda), "",
-                 f"Reproduce: `python benchmarks/bench_propagation.py --dataset {args.dataset} "
-                 f"--device {device.type} --write-results`"]
-        C.update_results_section("bench_propagation", f"{name}-{device.type}", "\n".join(body))
+    publish(result, out, report, args.write_results, f"{name}-{device.type}",
+            "Propagation: `StepwiseConv` per adjacency format on {dev}",
+            "Times are given relative to the precomputed `SparseAdj` path; the bandwidth "
+            "fractions are dimensionless.",
+            f"python benchmarks/bench_propagation.py --dataset {args.dataset} --device "
+            f"{device.type}")
     return 0
 
 
@@ -233,7 +205,7 @@ def report(result: Dict[str, Any], absolute: bool) -> str:
     lines = [f"Graph `{result['dataset']}`: {result['num_nodes']:,} nodes, {result['nnz']:,} "
              f"non-zeros; d = {result['channels']}, L = {result['num_layers']}; "
              f"device {result['device_name']}.",
-             f"Bytes needed per pass (L CSR products): {C.fmt_bytes(result['bytes_needed_per_pass'])}"
+             f"Bytes needed per pass (L CSR products): {fmt_bytes(result['bytes_needed_per_pass'])}"
              + (f"; copy bandwidth ceiling {copy['bandwidth'] / 1e9:.1f} GB/s." if absolute else
                 "."), ""]
     ref = next((r for r in result["results"] if r.get("format") == "SparseAdj"), None)
@@ -251,7 +223,7 @@ def report(result: Dict[str, Any], absolute: bool) -> str:
             continue
         if absolute:
             gbs = lambda k: f"{r[k] / 1e9:.2f}" if k in r else "n/a"  # noqa: E731
-            rows.append([r["format"], C.fmt_seconds(r["forward_s"]), C.fmt_seconds(r["backward_s"]),
+            rows.append([r["format"], fmt_seconds(r["forward_s"]), fmt_seconds(r["backward_s"]),
                          gbs("forward_bandwidth"), gbs("backward_bandwidth"),
                          pct(r.get("forward_of_ceiling")), pct(r.get("backward_of_ceiling"))])
         else:
@@ -259,14 +231,12 @@ def report(result: Dict[str, Any], absolute: bool) -> str:
                              and r.get(k) else "n/a")
             rows.append([r["format"], rel("forward_s"), rel("backward_s"),
                          pct(r.get("forward_of_ceiling")), pct(r.get("backward_of_ceiling"))])
-    lines.append(C.markdown_table(headers, rows))
+    lines.append(markdown_table(headers, rows))
     return "\n".join(lines)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
+    return run(build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

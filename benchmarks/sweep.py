@@ -1,20 +1,12 @@
 r"""Validation-selected hyper-parameters: a grid search that never looks at the test split.
 
-Every point of the grid (the product of the ``--grid key=v1,v2,...`` axes, keys as in
-``stair-pyg train --set``) is trained once with the selection seed through
-:func:`stair_pyg.train.run_experiment` (same trainer, evaluator and early stopping as every other
-run of the library). The point with the best **validation** metric (``train.metric``, NDCG@20 by
-default) is selected; that point alone is then run with the remaining ``--final-seeds`` and its
-**test** metrics are reported as mean ± std over all of its seeds. The test metrics of the other
-points are stored in the JSON for inspection, never used for the choice.
-
-Runs go to ``--jobs`` worker processes with ``--threads`` torch threads each (default: the cores
-shared evenly). After each finished run the JSON file is rewritten, and a restarted sweep with
-the same arguments reuses the runs already in it (``--fresh`` ignores them): an interrupted sweep
-loses at most the runs in flight.
-
-Outputs: ``benchmarks/results/sweep_<name>.json`` and the section ``<!-- sweep:<name>:begin -->``
-... ``end`` of ``benchmarks/RESULTS.md``.
+Every point of the product of the ``--grid key=v1,v2,...`` axes (keys as in ``stair-pyg train
+--set``) is trained once with the selection seed by :func:`stair_pyg.train.run_experiment`; the
+point with the best **validation** metric is run again with ``--final-seeds`` and its **test**
+metrics reported as mean ± std (the other points' test metrics are kept for inspection, never
+used). Runs go to ``--jobs`` processes; the JSON is rewritten after every run, and a restart
+with the same arguments reuses the finished runs (``--fresh`` ignores them). Outputs:
+``benchmarks/results/sweep_<name>.json`` and the section ``sweep:<name>`` of ``RESULTS.md``.
 
 Examples::
 
@@ -22,8 +14,6 @@ Examples::
     python benchmarks/sweep.py --config configs/ml100k.yaml --model stair \
         --grid model.gamma=0.1,0.5,1.0 --grid train.weight_decay=0.1,0.3 \
         --set train.patience=50 --set train.epochs=400 --final-seeds 2,3 --jobs 2
-    python benchmarks/sweep.py --config configs/ml100k.yaml --model lightgcn \
-        --grid model.reg_weight=1e-4,1e-3,1e-2
 """
 from __future__ import annotations
 
@@ -33,25 +23,18 @@ import itertools
 import json
 import os
 import sys
-import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-BENCH_DIR = Path(__file__).resolve().parent
-REPO_ROOT = BENCH_DIR.parent
-# benchmarks/ holds a ``profile.py`` that would shadow the standard library's ``profile`` (which
-# torch imports through cProfile): keep the folder off sys.path, import it as a package.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH_DIR]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
-
-from benchmarks import _common as C  # noqa: E402
+from _results import (BENCH_DIR, CONFIGS, common_arguments, dataset_section, load_config_file,
+                      train_run, write_section)
+from stair_pyg.profiling.measure import device_name, environment
+from stair_pyg.profiling.report import markdown_table, mean_std, write_json
 
 SCRIPT = "sweep"
 HEADLINE = ["Recall@20", "NDCG@20"]
-MODEL_CONFIG_DIR = REPO_ROOT / "configs" / "models"
 
 #: ``--quick``: a small synthetic graph, two grid points, a few epochs (a smoke run).
 QUICK_CONFIG = {
@@ -108,13 +91,10 @@ def base_config(args: argparse.Namespace) -> Dict[str, Any]:
     if args.quick:
         config = copy.deepcopy(QUICK_CONFIG)
     else:
-        path = Path(args.config)
-        config = C.load_config_file(path)
-        config["dataset"] = C.absolute_dataset(config.get("dataset", {}), path)
+        config = {**load_config_file(args.config), "dataset": dataset_section(args.config)}
     if args.model:
-        model_file = MODEL_CONFIG_DIR / f"{args.model}.yaml"
         # A model section naming another model replaces the dataset config's (merge_configs).
-        config = merge_configs(config, C.load_config_file(model_file))
+        config = merge_configs(config, load_config_file(CONFIGS / "models" / f"{args.model}.yaml"))
     config = apply_overrides(config, args.set)
     config.setdefault("train", {})
     config["train"].update({"checkpoint_every": 0, "device": args.device})
@@ -145,7 +125,6 @@ def _init_worker(threads: int) -> None:
 def run_point(config: Dict[str, Any], overrides: List[str], seed: int) -> Dict[str, Any]:
     r"""Trains one grid point with one seed (in a worker process)."""
     from stair_pyg.data import load_dataset
-    from stair_pyg.train import run_experiment
     from stair_pyg.train.config import apply_overrides
 
     cfg = apply_overrides(config, overrides + [f"train.seed={seed}"])
@@ -153,16 +132,7 @@ def run_point(config: Dict[str, Any], overrides: List[str], seed: int) -> Dict[s
     if key not in _DATASET_CACHE:
         _DATASET_CACHE.clear()
         _DATASET_CACHE[key] = load_dataset(cfg["dataset"])
-    start = time.perf_counter()
-    result = run_experiment(cfg, out_dir=None, progress=False, dataset=_DATASET_CACHE[key])
-    numeric = lambda d: {k: float(v) for k, v in d.items() if isinstance(v, (int, float))}  # noqa
-    return {
-        "overrides": overrides, "seed": seed, "best_epoch": result["best_epoch"],
-        "epochs_run": len(result.get("history", [])) or None,
-        "epoch_seconds": float(result["epoch_seconds"]),
-        "wall_seconds": time.perf_counter() - start,
-        "valid": numeric(result["valid"]), "test": numeric(result["test"]),
-    }
+    return {"overrides": overrides, **train_run(cfg, _DATASET_CACHE[key])}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -215,7 +185,7 @@ def markdown(results: Dict[str, Any]) -> str:
             rows.append(values + [f"{run['valid'].get(metric, float('nan')):.4f}{mark}"]
                         + [f"{run['test'].get(m, float('nan')):.4f}" for m in HEADLINE]
                         + [str(run["best_epoch"]), f"{run['epoch_seconds']:.2f}"])
-    lines.append(C.markdown_table(keys + [f"valid {metric}"] + [f"test {m}" for m in HEADLINE]
+    lines.append(markdown_table(keys + [f"valid {metric}"] + [f"test {m}" for m in HEADLINE]
                                   + ["best epoch", "s/epoch"], rows))
     final = results.get("final")
     if final:
@@ -230,8 +200,7 @@ def markdown(results: Dict[str, Any]) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", help="experiment YAML (dataset, model, train sections)")
     parser.add_argument("--model", help="replace the config's model by configs/models/NAME.yaml")
     parser.add_argument("--grid", action="append", default=[],
@@ -245,15 +214,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--jobs", type=int, default=1, help="worker processes (default: 1)")
     parser.add_argument("--threads", type=int,
                         help="torch threads per worker (default: cores / jobs)")
-    parser.add_argument("--device", default="cpu", help="cpu | cuda | auto (default: cpu)")
     parser.add_argument("--name", help="section / file name (default: <config>-<model>)")
-    parser.add_argument("--quick", action="store_true", help="tiny synthetic smoke sweep")
     parser.add_argument("--fresh", action="store_true",
                         help="ignore the runs stored in an earlier JSON of the same name")
     parser.add_argument("--out", help="write the JSON into this folder and leave RESULTS.md "
                                       "alone (default: benchmarks/results and its section)")
     parser.add_argument("--no-write", action="store_true",
                         help="print only; write neither JSON nor RESULTS.md")
+    common_arguments(parser, "--device", "--quick")
+    parser.set_defaults(device="cpu")
     return parser
 
 
@@ -294,19 +263,21 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     import torch
 
-    device = C.resolve_device(args.device)
+    from stair_pyg.train import resolve_device
+
+    device = resolve_device(args.device)
     results: Dict[str, Any] = {
         "script": SCRIPT, "name": name, "args": " ".join(argv), "model": model,
         "metric": metric, "grid": axes, "points": points, "selection_seed": args.seed,
         "config": config, "device": str(device), "runs": runs, "selected": None,
-        "environment": C.environment(),
+        "environment": environment(),
     }
     torch.set_num_threads(threads)
-    results["device_name"] = C.device_name(device)
+    results["device_name"] = device_name(device)
 
     def save() -> None:
         if not args.no_write:
-            C.write_json(json_path, results)
+            write_json(json_path, results)
 
     def execute(todo: List[Tuple[List[str], int]]) -> None:
         todo = [(p, s) for p, s in todo if run_key(p, s) not in runs]
@@ -345,15 +316,14 @@ def main(argv: Optional[List[str]] = None) -> int:
                 if "error" not in runs.get(run_key(selected, s), {"error": ""})]
     results["final_seeds_all"] = all_seeds
     results["final"] = {"seeds": [r["seed"] for r in finished],
-                        **{m: C.mean_std([r["test"][m] for r in finished]) for m in HEADLINE}}
+                        **{m: mean_std([r["test"][m] for r in finished]) for m in HEADLINE}}
     table = markdown(results)
     print(table)
     if not args.no_write:
         save()
         print(f"[sweep] wrote {json_path}")
         if not args.out:
-            C.update_results_section(SCRIPT, name, table)
-            print(f"[sweep] wrote section '{SCRIPT}:{name}' of {C.RESULTS_MD}")
+            write_section(SCRIPT, name, [table])
     return 0 if len(finished) == len(all_seeds) else 1
 
 

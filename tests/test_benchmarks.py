@@ -18,6 +18,10 @@ import numpy as np
 import pytest
 import torch
 
+from stair_pyg.profiling import bench as P
+from stair_pyg.profiling.report import update_results_section
+from stair_pyg.profiling.watchdog import run_watched, worker_record
+
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "benchmarks"
 
@@ -38,7 +42,7 @@ def _positive(x) -> bool:
 
 def test_profile_quick(tmp_path):
     out = tmp_path / "profile"
-    _run("profile.py", "--quick", "--out", str(out))
+    _run("profile_models.py", "--quick", "--out", str(out))
     result = json.loads((out / "results.json").read_text())
     assert (out / "table.md").read_text().startswith("Dataset")
     assert (out / "profile.png").stat().st_size > 0
@@ -62,6 +66,52 @@ def test_profile_quick(tmp_path):
     # PyG's LightGCN has the same parameters as ours: one embedding table for users and items.
     pyg = next(r for r in result["models"] if r["model"] == "pyg_lightgcn")
     assert pyg["parameters"] == ref["parameters"]
+    # Every model of the registry (but the content-only ablation) is compared.
+    assert set(names) == set(P.COMPARED) | set(P.PYG_MODELS)
+    assert {r["model"] for r in result["models"] if r["multimodal"]} == P.MULTIMODAL - {"content"}
+
+
+def _package_only(tmp_path) -> dict:
+    r"""An environment in which only a copy of the ``stair_pyg`` package is importable (as after
+    ``pip install``): not the checkout, not its ``benchmarks/``."""
+    import shutil
+
+    site = tmp_path / "site"
+    shutil.copytree(ROOT / "stair_pyg", site / "stair_pyg",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    env = dict(os.environ, PYTHONPATH=str(site), PYTHONNOUSERSITE="1")
+    env.setdefault("TMPDIR", str(ROOT / "build" / "tmp"))
+    return env
+
+
+def test_cli_bench_runs_without_the_checkout(tmp_path):
+    env = _package_only(tmp_path)
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    # -I would drop PYTHONPATH; -P keeps the current folder off sys.path. An editable install of
+    # the checkout may still be on the path: the copy comes first, and is the one that runs.
+    code = ("import sys, runpy; import stair_pyg; assert stair_pyg.__file__.startswith("
+            f"{str(tmp_path / 'site')!r}), stair_pyg.__file__; "
+            "assert not any(m == 'benchmarks' or m.startswith('benchmarks.') for m in "
+            "sys.modules); from stair_pyg.cli import main; "
+            "sys.exit(main(['bench', '--quick', '--isolate', '--models', 'stair,lightgcn', "
+            "'--out', 'out']))")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=work, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    result = json.loads((work / "out" / "results.json").read_text())
+    assert [r["model"] for r in result["models"]] == ["stair", "lightgcn"]
+    assert all("error" not in r and r["epoch_s"] > 0 for r in result["models"])
+    assert result["settings"]["isolate"] is True  # the workers ran from the package too
+
+
+def test_package_never_imports_the_checkout_and_no_script_edits_sys_path():
+    for path in (ROOT / "stair_pyg").rglob("*.py"):
+        text = path.read_text()
+        assert "import benchmarks" not in text and "from benchmarks" not in text, path
+    for path in BENCH.glob("*.py"):
+        assert "sys.path" not in path.read_text(), path
+    assert not (BENCH / "profile.py").exists()  # would shadow the standard library's profile
 
 
 def test_scaling_quick(tmp_path):
@@ -106,36 +156,32 @@ def test_modality_quick(tmp_path):
 
 
 def test_results_section_is_replaced_in_place(tmp_path):
-    sys.path.insert(0, str(ROOT))
-    try:
-        from benchmarks._common import update_results_section
-    finally:
-        sys.path.remove(str(ROOT))
     path = tmp_path / "RESULTS.md"
-    update_results_section("profile", "a", "first", path)
-    update_results_section("compare_models", "x", "other script", path)
-    update_results_section("profile", "a", "second", path)
+    update_results_section(path, "profile", "a", "first")
+    update_results_section(path, "compare_models", "x", "other script")
+    update_results_section(path, "profile", "a", "second")
     text = path.read_text()
     assert "first" not in text and "second" in text and "other script" in text
     assert text.count("<!-- profile:a:begin -->") == 1
     assert text.index("profile:a:begin") < text.index("compare_models:x:begin")
 
 
-def test_cli_bench_help():
-    proc = subprocess.run([sys.executable, "-c",
-                           "import sys; from stair_pyg.cli import main; "
-                           "sys.exit(main(['bench', '--help']))"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0, proc.stderr
-    assert "--max-batches" in proc.stdout and "--quick" in proc.stdout
+def test_cli_bench_help(capsys):
+    from stair_pyg.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["bench", "--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert "--max-batches" in out and "--quick" in out and "--memory-limit-gib" in out
 
 
 def test_sweep_selects_on_validation_and_resumes(tmp_path):
-    args = ("--quick", "--grid", "model.gamma=0.1,1.0", "--grid", "train.lr=1e-3,1e-2",
+    args = ("--quick", "--grid", "model.gamma=0.1,1.0", "--set", "train.epochs=3",
             "--final-seeds", "2", "--out", str(tmp_path))
     first = _run("sweep.py", *args)
     result = json.loads((tmp_path / "sweep_quick.json").read_text())
-    assert len(result["points"]) == 4
+    assert len(result["points"]) == 2
     seed1 = [r for r in result["runs"].values() if r["seed"] == 1]
     best = max(seed1, key=lambda r: r["valid"]["NDCG@20"])
     assert result["selected"] == best["overrides"]  # chosen on validation, never on test
@@ -145,15 +191,12 @@ def test_sweep_selects_on_validation_and_resumes(tmp_path):
     assert "selected" in first.stdout
     # A restart with the same arguments reuses every finished run and trains nothing.
     again = _run("sweep.py", *args)
-    assert "reusing 5 finished run(s)" in again.stdout
+    assert "reusing 3 finished run(s)" in again.stdout
     assert "run(s) on" not in again.stdout
 
 
-def test_sweep_grid_values_split_outside_brackets():
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("sweep_script", BENCH / "sweep.py")
-    sweep = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(sweep)
+def test_sweep_grid_values_split_outside_brackets(bench_script):
+    sweep = bench_script("sweep")
     assert sweep.split_values("1,{text: 5, genre: 1},[1, 2]") == [
         "1", "{text: 5, genre: 1}", "[1, 2]"]
     axes = sweep.parse_grid(["model.gamma=0.1,1", "train.lr=1e-3"])
@@ -168,15 +211,17 @@ def test_sweep_grid_values_split_outside_brackets():
 GIB = 2**30
 
 
-def _bench(module: str):
-    r"""``benchmarks.<module>`` imported as the scripts import each other."""
+@pytest.fixture
+def bench_script(monkeypatch):
+    r"""Imports ``benchmarks/<name>.py`` as ``python benchmarks/<name>.py`` sees its siblings."""
     import importlib
 
-    sys.path.insert(0, str(ROOT))
-    try:
-        return importlib.import_module(f"benchmarks.{module}")
-    finally:
-        sys.path.remove(str(ROOT))
+    monkeypatch.syspath_prepend(str(BENCH))
+
+    def load(name: str):
+        return importlib.import_module(name)
+
+    return load
 
 
 def _done(peak_gib: float, epoch_s: float = 1.0, ratio: float = 1.0) -> dict:
@@ -190,8 +235,8 @@ def _point(size: int, knn: str = "exact", **models) -> dict:
             "knn_method": knn, "models": models}
 
 
-def test_scaling_plan_skips_by_prediction_and_after_a_failure():
-    S = _bench("scaling")
+def test_scaling_plan_skips_by_prediction_and_after_a_failure(bench_script):
+    S = bench_script("scaling")
     killed = {"error": "exceeded the memory limit", "memory_failure": "limit",
               "memory_exceeded_bytes": 5 * GIB}
     points = [_point(1000, a=_done(1.0), b=_done(1.0), c=killed, d=_done(0.5)),
@@ -220,8 +265,8 @@ def test_scaling_plan_skips_by_prediction_and_after_a_failure():
     assert S.plan_size(points, models, 30_000, None) == (models, {})
 
 
-def test_scaling_fits_and_report_with_killed_and_skipped_cells(tmp_path):
-    S = _bench("scaling")
+def test_scaling_fits_and_report_with_killed_and_skipped_cells(tmp_path, bench_script):
+    S = bench_script("scaling")
     killed = {"error": "exceeded the memory limit of 22 GiB (killed at 22.1 GiB after 9.0 s)",
               "memory_failure": "limit", "memory_exceeded_bytes": 22.1 * GIB}
     points = [_point(1000, a=_done(1.0, 0.1, 2.0), b=_done(1.0, 0.2, 1.0)),
@@ -265,23 +310,22 @@ def test_scaling_fits_and_report_with_killed_and_skipped_cells(tmp_path):
 
 
 def test_memory_watchdog_kills_and_reports(tmp_path):
-    P = _bench("profile")
     grow = [sys.executable, "-c", "import time; b = b'x' * (300 << 20); time.sleep(20)"]
-    out = P.run_watched(grow, 0.1 * GIB, poll_s=0.05)
+    out = run_watched(grow, 0.1 * GIB, poll_s=0.05)
     assert out["returncode"] == -9 and out["seconds"] < 10
     assert 0.1 * GIB < out["killed_at_bytes"] <= out["peak_seen_bytes"]
-    rec = P.worker_record("lightgcn", out, tmp_path / "none.json", 0.1 * GIB)
+    rec = worker_record("lightgcn", out, tmp_path / "none.json", 0.1 * GIB)
     assert rec["memory_failure"] == "limit"
     assert rec["memory_exceeded_bytes"] == out["killed_at_bytes"]
     assert rec["error"].startswith("exceeded the memory limit of 0.1 GiB (killed at ")
     # Below the limit: untouched, output kept.
-    out = P.run_watched([sys.executable, "-c", "print('fine')"], 1 * GIB, poll_s=0.05)
+    out = run_watched([sys.executable, "-c", "print('fine')"], 1 * GIB, poll_s=0.05)
     assert out["returncode"] == 0 and out["killed_at_bytes"] is None
     assert out["stdout"].strip() == "fine"
     # A SIGKILL the watchdog did not send is the kernel's OOM killer: a memory failure too.
     oom = {"returncode": -9, "killed_at_bytes": None, "peak_seen_bytes": 3 * GIB,
            "seconds": 4.0, "stdout": "", "stderr": ""}
-    rec = P.worker_record("vbpr", oom, tmp_path / "none.json", 22 * GIB)
+    rec = worker_record("vbpr", oom, tmp_path / "none.json", 22 * GIB)
     assert rec["memory_failure"] == "oom" and rec["memory_exceeded_bytes"] == 3 * GIB
     assert "out-of-memory killer" in rec["error"]
     # So is an allocation that raised inside the worker; any other error is not.
@@ -289,13 +333,12 @@ def test_memory_watchdog_kills_and_reports(tmp_path):
     ok = dict(oom, returncode=0, peak_seen_bytes=GIB)
     path.write_text(json.dumps({"model": "m", "error": "RuntimeError: [enforce fail at "
                                 "alloc_cpu.cpp] DefaultCPUAllocator: can't allocate memory"}))
-    assert P.worker_record("m", ok, path)["memory_failure"] == "allocation"
+    assert worker_record("m", ok, path)["memory_failure"] == "allocation"
     path.write_text(json.dumps({"model": "m", "error": "ValueError: bad"}))
-    assert "memory_failure" not in P.worker_record("m", ok, path)
+    assert "memory_failure" not in worker_record("m", ok, path)
 
 
 def test_featureless_worker_and_isolated_parent_hold_no_features(tmp_path):
-    P = _bench("profile")
     import argparse
 
     parser = argparse.ArgumentParser()
@@ -338,20 +381,20 @@ def test_scaling_kills_over_the_limit_and_stops(tmp_path):
     assert second["models"]["lightgcn"]["skipped"].startswith("exceeded the memory limit at 600")
     assert result["fits"]["lightgcn"]["max_interactions"] is None
     assert "| 600 | 100 | 50 | killed at" in (out / "table.md").read_text()
-    # profile.py's parent of the killed worker held no item features.
+    # The profile's parent of the killed worker held no item features.
     profile = json.loads((out / "n600" / "results.json").read_text())
     assert profile["dataset"]["features_loaded"] is False
 
 
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
-def test_scaling_timeout_kills_profile_and_its_workers(tmp_path):
-    S = _bench("scaling")
+def test_timeout_kills_the_profile_and_its_workers(tmp_path):
     pid_file = tmp_path / "worker.pid"
     worker = (f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); "
               "time.sleep(60)")
     parent = f"import subprocess, sys; subprocess.run([sys.executable, '-c', {worker!r}])"
-    rc, _ = S._run_profile([sys.executable, "-c", parent], timeout=1.5)
-    assert rc is None  # timed out
+    out = run_watched([sys.executable, "-c", parent], timeout=1.5)
+    assert out["timed_out"] and out["killed_at_bytes"] is None
+    assert worker_record("m", out, tmp_path / "none.json").get("memory_failure") is None
     pid = int(pid_file.read_text())
     for _ in range(50):  # the grandchild was killed with its process group
         status = Path(f"/proc/{pid}/status")
@@ -359,12 +402,11 @@ def test_scaling_timeout_kills_profile_and_its_workers(tmp_path):
             break
         time.sleep(0.1)
     else:
-        pytest.fail(f"worker {pid} outlived the timed-out profile.py")
+        pytest.fail(f"worker {pid} outlived the timed-out profile")
 
 
-def test_scaling_resume_reuses_finished_sizes(tmp_path, monkeypatch):
-    S = _bench("scaling")
-    P = _bench("profile")
+def test_scaling_resume_reuses_finished_sizes(tmp_path, monkeypatch, bench_script):
+    S = bench_script("scaling")
     monkeypatch.setenv("TMPDIR", str(tmp_path))
     out = tmp_path / "scaling"
     assert S.main(["--quick", "--out", str(out)]) == 0

@@ -30,7 +30,7 @@ COMMANDS = {
     "train": "Train a model from a YAML config (--set key=value overrides)",
     "evaluate": "Full-ranking evaluation of a checkpoint",
     "recommend": "Top-k recommendations from a checkpoint (seen items excluded)",
-    "bench": "Profiling benchmark: time and memory per model (see benchmarks/profile.py)",
+    "bench": "Profiling benchmark: time and memory per model, phase by phase",
 }
 
 

@@ -1,0 +1,687 @@
+r"""Time and memory of every model on one dataset, phase by phase, side by side in one run
+(``stair-pyg bench``; ``python -m stair_pyg.profiling``).
+
+Every model of :data:`~stair_pyg.models.MODELS` (but the content-only ablation) and PyG's own
+:class:`torch_geometric.nn.models.LightGCN` as shipped (:class:`PyGLightGCN`) is built by
+:func:`stair_pyg.train.build_model` and trained by the :class:`~stair_pyg.train.Trainer`'s own
+step, timed in four phases: negative **sampling**, **forward** (``model.loss``), **backward**
+(the rest of :meth:`~stair_pyg.train.Trainer.train_step`: ``zero_grad``, ``backward`` and its
+finiteness check) and optimizer **step**; plus ``pre_epoch``. Warm-up batches are excluded, the
+median of ``--repeats`` repeats is kept, and with ``--max-batches``/``--epochs-fraction`` a
+subset of the epoch is timed and extrapolated. One full-ranking evaluation of the test split
+(:func:`stair_pyg.eval.evaluate`) is timed too, and the peak memory of build + training
+(+ evaluation) measured, each model in its own watched process by default (``--isolate``;
+``--memory-limit-gib`` kills a worker above the limit). Ratios are to our ``lightgcn``.
+
+Outputs in ``--out``: ``results.json``, ``table.md``, ``profile.png``; with ``--trace`` (default
+on CUDA) a ``torch.profiler`` chrome trace of one training step per model and its top operators.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+import torch
+
+from stair_pyg.models import MODELS, get_model
+from stair_pyg.profiling import measure as M
+from stair_pyg.profiling.report import markdown_table, ratio, stacked_bar_plot, write_json
+from stair_pyg.profiling.watchdog import MEMORY_POLL_S, run_watched, worker_record
+
+#: PyG's LightGCN as shipped, through two adjacencies.
+PYG_MODELS = {"pyg_lightgcn": "edge_index", "pyg_lightgcn_csr": "csr"}
+#: The registry's models that a comparison runs: all but the content-only ablation.
+COMPARED = [m for m in MODELS if m != "content"]
+DEFAULT_MODELS = COMPARED + list(PYG_MODELS)
+MULTIMODAL = {m for m in MODELS if MODELS[m].uses_item_features}
+REFERENCE = "lightgcn"
+PHASES = ["sampling", "forward", "backward", "step"]
+REAL_DATASETS = ["scientific", "ml100k", "baby", "sports"]
+#: Datasets without real item features: synthetic MMRec-sized ones are generated, timing-only.
+FEATURELESS_DATASETS = {"baby", "sports"}
+#: Item feature dimensions of MMRec's Amazon datasets (image: 4096-d VGG, text: 384-d SBERT).
+MMREC_FEATURE_DIMS = {"image": 4096, "text": 384}
+
+
+def uses_item_features(name: str) -> bool:
+    return name not in PYG_MODELS and get_model(name).uses_item_features
+
+
+# --------------------------------------------------------------------------------------------
+# Datasets
+# --------------------------------------------------------------------------------------------
+
+
+def synthetic_graph(num_interactions: int, users_per_interaction: float = 1 / 6,
+                    items_per_interaction: float = 1 / 12, zipf: float = 0.8, seed: int = 0,
+                    feature_dims: Optional[Dict[str, int]] = None):
+    r"""A random implicit-feedback :class:`~stair_pyg.data.hetero.RecDataset` with about
+    :obj:`num_interactions` distinct training pairs (by default at ``sports``' ratios: 6 per user,
+    12 per item), Zipf-like item popularity, Gaussian item features of :obj:`feature_dims`
+    (timing-only), and one held-out item for a tenth of the users in each of valid and test.
+    Fast at :math:`10^7` interactions; the features are drawn last, so the graph is the same
+    with or without them."""
+    from stair_pyg.data.hetero import RecDataset, Splits, build_hetero_data
+
+    gen = torch.Generator().manual_seed(seed)
+    num_users = max(8, int(round(num_interactions * users_per_interaction)))
+    num_items = max(8, int(round(num_interactions * items_per_interaction)))
+    draw = int(num_interactions * 1.15) + 16
+    users = torch.randint(0, num_users, (draw,), generator=gen)
+    users[:num_users] = torch.arange(num_users)  # every user appears
+    weights = torch.arange(1, num_items + 1, dtype=torch.float64).pow(-zipf)
+    items = torch.multinomial(weights, draw, replacement=True, generator=gen)
+    items = torch.randperm(num_items, generator=gen)[items]  # popular ids spread at random
+    items[:num_items] = torch.randperm(num_items, generator=gen)  # every item appears
+    pairs = torch.unique(users * num_items + items)
+    pairs = pairs[torch.randperm(pairs.numel(), generator=gen)[:num_interactions]].sort().values
+    edge_index = torch.stack([pairs // num_items, pairs % num_items])
+    held = max(1, num_users // 10)
+    held_users = torch.randperm(num_users, generator=gen)[:2 * held]
+    held_items = torch.randint(0, num_items, (2 * held,), generator=gen)
+    valid = torch.stack([held_users[:held], held_items[:held]])
+    test = torch.stack([held_users[held:], held_items[held:]])
+    features = {name: torch.randn(num_items, dim, generator=gen)
+                for name, dim in (feature_dims or {}).items()}
+    data = build_hetero_data(num_users, num_items, edge_index, features,
+                             name=f"scaling-{num_interactions}")
+    return RecDataset(data, Splits(edge_index, valid, test))
+
+
+def dataset_path(name: str, data_root: Optional[str]) -> Path:
+    r"""The folder of dataset :obj:`name`: a path as given, else ``data_root/name``."""
+    path = Path(name)
+    if not path.exists() and data_root:
+        path = Path(data_root) / name
+    if not path.exists():
+        raise SystemExit(f"dataset '{name}' not found (looked for {path}); choose one of "
+                         f"{REAL_DATASETS + ['synthetic']} under --data-root, or give an MMRec "
+                         "folder")
+    return path
+
+
+def load_bench_dataset(args: argparse.Namespace, features: bool = True):
+    r"""``(RecDataset, info)`` for ``--dataset``: an MMRec folder, or ``synthetic``
+    (:func:`synthetic_graph` of ``--num-interactions``). Without item features of its own
+    (``synthetic``, :obj:`FEATURELESS_DATASETS`) it gets Gaussian ones of MMRec's dimensions,
+    timing-only, unless :obj:`features` is :obj:`False` (the isolated parent and the workers of
+    models that use none: 15 GB at :math:`10^7` interactions). ``info["features"]`` gives the
+    shapes a multimodal model sees, ``info["features_loaded"]`` whether this process holds them.
+    """
+    from stair_pyg.data import load_dataset  # imported before tracemalloc starts
+    from stair_pyg.data.hetero import modality_features
+
+    name = args.dataset
+    info: Dict[str, Any] = {"name": name, "timing_only_features": True}
+    t0 = time.perf_counter()
+    with M.tracemalloc_peak(info, "load_tracemalloc_peak"):
+        if name == "synthetic":
+            ds = synthetic_graph(args.num_interactions, seed=args.seed,
+                                 feature_dims=MMREC_FEATURE_DIMS if features else None)
+        else:
+            path = dataset_path(name, args.data_root)
+            ds = load_dataset({"format": "mmrec", "path": str(path)})
+            info["path"] = str(path)
+    info["load_s"] = time.perf_counter() - t0
+    data = ds.data
+    num_items = int(data["item"].num_nodes)
+    shapes = {k: list(v.shape) for k, v in modality_features(data).items()}
+    if name == "synthetic" or not shapes or Path(name).name in FEATURELESS_DATASETS:
+        gen = torch.Generator().manual_seed(args.seed + 1)
+        for modality, dim in MMREC_FEATURE_DIMS.items():
+            if features and f"{modality}_feat" not in data["item"]:
+                data["item"][f"{modality}_feat"] = torch.randn(num_items, dim, generator=gen)
+            shapes.setdefault(modality, [num_items, dim])
+    else:
+        info["timing_only_features"] = False
+    info.update(num_users=int(data["user"].num_nodes), num_items=num_items,
+                num_train=int(ds.splits.train.size(1)), num_test=int(ds.splits.test.size(1)),
+                features=shapes, features_loaded=bool(modality_features(data)))
+    return ds, info
+
+
+# --------------------------------------------------------------------------------------------
+# Models
+# --------------------------------------------------------------------------------------------
+
+
+class PyGLightGCN(torch.nn.Module):
+    r""":class:`torch_geometric.nn.models.LightGCN` as shipped, trained as in PyG's
+    ``examples/lightgcn.py``: one homogeneous node set (users, then items), the undirected
+    ``edge_index`` of the training graph given to every forward (``gcn_norm`` inside every
+    call), negatives drawn by :func:`torch.randint` over all items, and
+    ``recommendation_loss(pos, neg, node_id=edge_label_index.unique())`` optimised by Adam.
+    With ``adjacency="csr"`` it receives a torch sparse CSR adjacency instead (PyG takes both).
+    """
+
+    hparams: Dict[str, Any] = {}
+
+    def __init__(self, data, embedding_dim: int = 64, num_layers: int = 3,
+                 adjacency: str = "edge_index"):
+        super().__init__()
+        from torch_geometric.nn.models import LightGCN
+
+        from stair_pyg.data.hetero import num_users_items, train_edge_index
+
+        self.num_users, self.num_items = num_users_items(data)
+        ei = train_edge_index(data)
+        src = torch.cat([ei[0], ei[1] + self.num_users])
+        dst = torch.cat([ei[1] + self.num_users, ei[0]])
+        n = self.num_users + self.num_items
+        edge_index = torch.stack([src, dst])
+        if adjacency == "csr":
+            edge_index = torch.sparse_coo_tensor(
+                torch.stack([dst, src]), torch.ones(src.numel()), (n, n)).coalesce().to_sparse_csr()
+        elif adjacency != "edge_index":
+            raise ValueError(f"adjacency must be 'edge_index' or 'csr', got '{adjacency}'")
+        self.register_buffer("edge_index", edge_index, persistent=False)
+        self.model = LightGCN(num_nodes=n, embedding_dim=embedding_dim, num_layers=num_layers)
+
+    def sample_negatives(self, users: torch.Tensor, generator=None) -> torch.Tensor:
+        return torch.randint(self.num_items, users.shape, generator=generator)
+
+    def loss(self, users, pos_items, neg_items):
+        edge_label_index = torch.stack([torch.cat([users, users]),
+                                        torch.cat([pos_items, neg_items]) + self.num_users])
+        pos_rank, neg_rank = self.model(self.edge_index, edge_label_index).chunk(2)
+        return self.model.recommendation_loss(pos_rank, neg_rank,
+                                              node_id=edge_label_index.unique())
+
+    def configure_optimizer(self, lr: float, weight_decay: float):
+        return torch.optim.Adam(self.parameters(), lr=lr)
+
+    def pre_epoch(self, epoch: int) -> None:
+        return None
+
+    def embeddings(self):
+        emb = self.model.get_embedding(self.edge_index)
+        return emb[:self.num_users], emb[self.num_users:]
+
+
+def _model_config(name: str, args: argparse.Namespace) -> Dict[str, Any]:
+    r"""``--embedding-dim``/``--num-layers`` where the model takes them, then its ``--hparam``
+    values (checked against its signature: an unknown key stops the run)."""
+    from stair_pyg.keywords import accepted_keywords, check_keywords
+
+    fns = ((PyGLightGCN.__init__,) if name in PYG_MODELS
+           else (get_model(name).from_data, get_model(name).__init__))
+    hparams = args.model_hparams.get(name, {})
+    check_keywords(hparams, *fns, section=name, owner=f"model '{name}'", error=SystemExit,
+                   hidden=("data", "adjacency", "num_users", "num_items"))
+    accepted, open_ended = accepted_keywords(*fns)
+    common = {"embedding_dim": args.embedding_dim, "num_layers": args.num_layers}
+    return {**{k: v for k, v in common.items() if k in accepted or open_ended}, **hparams}
+
+
+def build(name: str, data, args: argparse.Namespace) -> torch.nn.Module:
+    from stair_pyg.train import build_model
+
+    if name in PYG_MODELS:
+        return PyGLightGCN(data, adjacency=PYG_MODELS[name], **_model_config(name, args))
+    return build_model({"name": name, **_model_config(name, args)}, data)
+
+
+# --------------------------------------------------------------------------------------------
+# Measurement of one model
+# --------------------------------------------------------------------------------------------
+
+
+def _stepper(trainer, batch_size: int):
+    r"""``step(timer)``: one :meth:`Trainer.train_step` on the next batch of a shuffled epoch,
+    with ``sampling``, ``train_step`` and, inside it, ``forward`` (``model.loss``) and ``step``
+    (the optimizer's, through its step hooks) timed by :obj:`timer` (:obj:`None`: untimed)."""
+    model, pairs, gen = trainer.model, trainer.train_pairs, trainer.generator
+    negatives = getattr(model, "sample_negatives", trainer.sampler.sample)
+    current: List[Optional[M.PhaseTimer]] = [None]
+    loss = model.loss
+
+    def timed_loss(*batch):
+        if current[0] is None:
+            return loss(*batch)
+        with current[0].phase("forward"):
+            return loss(*batch)
+
+    def hook(action: str):
+        def run(*_):
+            if current[0] is not None:
+                getattr(current[0], action)("step")
+        return run
+
+    model.loss = timed_loss
+    trainer.optimizer.register_step_pre_hook(hook("start"))
+    trainer.optimizer.register_step_post_hook(hook("stop"))
+
+    def batches():
+        while True:
+            perm = torch.randperm(pairs.size(1), generator=gen)
+            for b in range(0, perm.numel(), batch_size):
+                users, pos = pairs[0, perm[b:b + batch_size]], pairs[1, perm[b:b + batch_size]]
+                yield [t.to(trainer.device) for t in (users, pos, negatives(users, gen))]
+
+    stream = batches()
+
+    def step(timer: Optional[M.PhaseTimer] = None) -> None:
+        current[0] = timer
+        if timer is None:
+            trainer.train_step(*next(stream))
+            return
+        with timer.phase("sampling"):
+            batch = next(stream)
+        with timer.phase("train_step"):
+            trainer.train_step(*batch)
+
+    return step
+
+
+def _phases(totals: Dict[str, float]) -> Dict[str, float]:
+    forward, step = totals.get("forward", 0.0), totals.get("step", 0.0)
+    return {"sampling": totals.get("sampling", 0.0), "forward": forward,
+            "backward": max(totals.get("train_step", 0.0) - forward - step, 0.0), "step": step}
+
+
+def _trace(fn, device: torch.device, path: Path) -> Dict[str, Any]:
+    r"""Runs :obj:`fn` under :mod:`torch.profiler`; writes its chrome trace to :obj:`path` and
+    the operator table beside it; returns the trace path and the top operators by self time.
+    (:func:`torch_geometric.profile.torch_profile` writes ``timeline.json`` into the current
+    folder and keeps the profiler to itself, so the table could not be read back.)"""
+    from torch.profiler import ProfilerActivity, profile
+
+    cuda = device.type == "cuda"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with profile(activities=activities) as prof:
+        fn()
+        M.synchronize(device)
+    attr = "self_device_time_total" if cuda else "self_cpu_time_total"
+    averages = prof.key_averages()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    prof.export_chrome_trace(str(path))
+    path.with_suffix(".txt").write_text(averages.table(sort_by=attr, row_limit=25))
+    own = lambda e: getattr(e, attr, 0) or 0  # noqa: E731
+    total = sum(own(e) for e in averages) or 1.0
+    return {"trace": str(path), "top_ops": [
+        {"op": e.key, "self_ms": own(e) / 1e3, "share": own(e) / total}
+        for e in sorted(averages, key=own, reverse=True)[:8]]}
+
+
+def profile_model(name: str, ds, args: argparse.Namespace, device: torch.device,
+                  out_dir: Path) -> Dict[str, Any]:
+    r"""Every measurement of one model (see the module docstring)."""
+    from torch_geometric.profile import count_parameters
+
+    from stair_pyg.eval import evaluate
+    from stair_pyg.train import Trainer, seed_everything
+
+    seed_everything(args.seed)
+    rec: Dict[str, Any] = {"model": name, "multimodal": uses_item_features(name)}
+    meter = M.MemoryMeter(device)
+    with meter:
+        t0 = time.perf_counter()
+        model = build(name, ds.data, args)
+        trainer = Trainer(model, ds, {"device": str(device), "lr": args.lr, "seed": args.seed,
+                                      "weight_decay": args.weight_decay,
+                                      "batch_size": args.batch_size,
+                                      "tune_malloc": args.tune_malloc},
+                          progress=False, model_name=name)
+        M.synchronize(device)
+        rec["build_s"] = time.perf_counter() - t0
+        rec["parameters"] = count_parameters(model)
+        step = _stepper(trainer, args.batch_size)
+        nb = math.ceil(ds.splits.train.size(1) / args.batch_size)
+        timed = min(nb, args.max_batches or nb,
+                    max(1, math.ceil((args.epochs_fraction or 1.0) * nb)))
+        repeats = max(1, args.repeats)
+        rec.update(num_batches=nb, timed_batches=timed, repeats=repeats,
+                   warmup_batches=args.warmup, extrapolated=timed < nb)
+        model.train()
+        model.pre_epoch(0)
+        for _ in range(args.warmup):
+            step()
+        M.synchronize(device)
+        per_repeat: List[Dict[str, float]] = []
+        pre_epoch_s: List[float] = []
+        for r in range(repeats):
+            pre_epoch_s.append(M.time_call(lambda: model.pre_epoch(r + 1), device, 1, 0)["median"])
+            timer = M.PhaseTimer(device)
+            for _ in range(timed):
+                step(timer)
+            per_repeat.append(_phases(timer.totals()))
+        per_repeat.sort(key=lambda t: sum(t.values()))  # the median repeat: its phases add up
+        scale = nb / timed
+        rec["phase_s"] = {p: v * scale for p, v in per_repeat[len(per_repeat) // 2].items()}
+        rec["pre_epoch_s"] = M.median(pre_epoch_s)
+        rec["epoch_s"] = sum(rec["phase_s"].values()) + rec["pre_epoch_s"]
+        rec["batch_ms"] = 1e3 * sum(rec["phase_s"].values()) / nb
+        rec["epoch_s_repeats"] = [sum(t.values()) * scale for t in per_repeat]
+        rec["train_peak_bytes"] = meter.so_far()  # before the evaluation's score blocks
+        rec["eval_s"] = float("nan") if args.skip_eval else M.time_call(
+            lambda: evaluate(model, ds.splits, "test", ks=(10, 20, 50),
+                             batch_users=args.eval_batch_users, cold_start=False),
+            device, repeats=args.eval_repeats, warmup=1)["median"]
+        if args.trace:
+            rec["traced_phase"] = "training step"
+            rec.update(_trace(step, device, out_dir / "traces" / f"{name}-step.json"))
+    rec["memory"] = meter.result
+    rec["peak_bytes"] = meter.peak_bytes()
+    return rec
+
+
+def _safe_profile(name, ds, args, device, out_dir) -> Dict[str, Any]:
+    try:
+        return profile_model(name, ds, args, device, out_dir)
+    except Exception:  # a model that fails is reported, the others still run
+        return {"model": name, "error": traceback.format_exc()}
+
+
+# --------------------------------------------------------------------------------------------
+# Ratios, goals, report
+# --------------------------------------------------------------------------------------------
+
+
+def _div(a: Optional[float], b: Optional[float]) -> float:
+    return a / b if a and b else float("nan")
+
+
+def add_ratios(result: Dict[str, Any]) -> None:
+    ok = [r for r in result["models"] if "error" not in r]
+    ref = next((r for r in ok if r["model"] == REFERENCE), None)
+    for r in ok if ref else []:
+        r["ratio"] = {"epoch": r["epoch_s"] / ref["epoch_s"], "eval": _div(r["eval_s"], ref["eval_s"]),
+                      "memory": _div(r.get("peak_bytes"), ref.get("peak_bytes")),
+                      "train_memory": _div(r.get("train_peak_bytes"), ref.get("train_peak_bytes")),
+                      **{p: r["phase_s"][p] / ref["epoch_s"] for p in PHASES}}
+    result["goals"] = goals(result)
+
+
+def goals(result: Dict[str, Any]) -> Dict[str, Any]:
+    r"""The targets: STAIR's epoch within 1.2x LightGCN's and below every multimodal
+    baseline's; its peak memory below theirs; a ``sports`` epoch within 10 s."""
+    by = {r["model"]: r for r in result["models"] if "error" not in r}
+    stair = by.get("stair")
+    if stair is None or REFERENCE not in by:
+        return {}
+    # Training peaks where every model has one (the evaluation is shared), else with evaluation.
+    key = ("train_peak_bytes" if all(r.get("train_peak_bytes") is not None for r in by.values())
+           else "peak_bytes")
+    mm = [m for m in by if m in MULTIMODAL and m != "stair"]
+    out = {"epoch_within_1.2x_lightgcn": stair["ratio"]["epoch"] <= 1.2,
+           "epoch_below_multimodal": {m: stair["epoch_s"] < by[m]["epoch_s"] for m in mm},
+           "memory_below_multimodal": {m: (stair.get(key) or 0) < (by[m].get(key) or 0)
+                                       for m in mm}}
+    if Path(result["dataset"]["name"]).name == "sports":
+        out["sports_epoch_at_most_10s"] = stair["epoch_s"] <= 10.0
+    return out
+
+
+def _met(ok: bool) -> str:
+    return f"**{'met' if ok else 'not met'}**"
+
+
+def _yes_no(d: Dict[str, bool]) -> str:
+    if not d:
+        return "n/a (no multimodal baseline present)"
+    return ", ".join(f"{m} {'yes' if ok else '**no**'}" for m, ok in d.items())
+
+
+def markdown_report(result: Dict[str, Any], absolute: bool) -> str:
+    r"""The per-model table: seconds and bytes with :obj:`absolute`, else ratios to LightGCN."""
+    info, recs, s = result["dataset"], result["models"], result["settings"]
+    lines = [
+        f"Dataset `{info['name']}`: {info['num_users']:,} users, {info['num_items']:,} items, "
+        f"{info['num_train']:,} training interactions; features "
+        + ", ".join(f"{k} {v[1]}-d" for k, v in info["features"].items())
+        + (" — **synthetic, timing-only**" if info["timing_only_features"] else "") + ".",
+        f"Device: {result['device_name']} (`{result['device']}`); batch {s['batch_size']}, "
+        f"d {s['embedding_dim']}, {s['num_layers']} layers; median of {s['repeats']} repeats "
+        f"after {s['warmup']} warm-up batches."]
+    if not s.get("isolate") and not result["device"].startswith("cuda"):
+        lines.append("Models ran in one process (`--no-isolate`): CPU peak memory is indicative "
+                     "only (memory freed by one model is reused by the next).")
+    featureless = [r["model"] for r in recs if r.get("features_loaded") is False]
+    if featureless:
+        lines.append("Ran without the item features, which they do not use (their processes "
+                     "never held them): " + ", ".join(f"`{m}`" for m in featureless) + ".")
+    r0 = next((r for r in recs if r.get("extrapolated")), None)
+    if r0:
+        lines.append(f"**Epoch times are extrapolated** from {r0['timed_batches']} timed batches "
+                     f"of {r0['num_batches']} per repeat.")
+    headers = ["model", "params"] + PHASES + (
+        ["epoch", "× LightGCN", "eval (full rank)"] if absolute
+        else ["epoch × LightGCN", "eval × LightGCN"]) + [
+        "train peak", "peak incl. eval", "mem × LightGCN"] + (["build"] if absolute else [])
+    rows = []
+    for r in recs:
+        if "error" in r:
+            rows.append([r["model"], "error: " + r["error"].strip().splitlines()[-1][:80]]
+                        + [""] * (len(headers) - 2))
+            continue
+        q = r.get("ratio", {})
+        if absolute:
+            cells = [M.fmt_seconds(r["phase_s"][p]) for p in PHASES] + [
+                M.fmt_seconds(r["epoch_s"]), ratio(q.get("epoch")), M.fmt_seconds(r["eval_s"])]
+        else:
+            cells = [ratio(q.get(p)) for p in PHASES] + [ratio(q.get("epoch")),
+                                                          ratio(q.get("eval"))]
+        cells += [M.fmt_bytes(r.get("train_peak_bytes")), M.fmt_bytes(r["peak_bytes"]),
+                  ratio(q.get("memory"))] + ([M.fmt_seconds(r["build_s"])] if absolute else [])
+        rows.append([r["model"], f"{r['parameters']:,}"] + cells)
+    lines += ["", markdown_table(headers, rows), ""]
+    if not absolute:
+        lines += ["Phase columns: the phase's time as a multiple of LightGCN's whole epoch.", ""]
+    lines.append("Memory: growth of the peak over the loaded dataset (CUDA: peak allocated); "
+                 "\"train peak\" covers build + training, \"peak incl. eval\" adds one "
+                 "full-ranking evaluation (score blocks of `--eval-batch-users` x items), which "
+                 "dominates for the small models; \"mem × LightGCN\" compares the latter.")
+    top = [(r["model"], r["top_ops"][:3]) for r in recs if r.get("top_ops")]
+    if top:
+        lines += ["", "One training step per model (torch.profiler, top operators by self "
+                  "time):", ""]
+        lines += [f"- {m}: " + ", ".join(f"`{o['op']}` {100 * o['share']:.0f}%" for o in ops)
+                  for m, ops in top]
+    g = result.get("goals")
+    if g:
+        lines += ["", f"Goals: STAIR epoch ≤ 1.2× LightGCN: {_met(g['epoch_within_1.2x_lightgcn'])}"
+                  f"; epoch below multimodal baselines: {_yes_no(g['epoch_below_multimodal'])}"
+                  f"; peak memory below them: {_yes_no(g['memory_below_multimodal'])}"
+                  + (f"; sports epoch ≤ 10 s: {_met(g['sports_epoch_at_most_10s'])}"
+                     if "sports_epoch_at_most_10s" in g else "") + "."]
+    return "\n".join(lines)
+
+
+def plot(result: Dict[str, Any], path: Path) -> Path:
+    r"""Stacked phases (+ evaluation) per model, and peak memory beside; on CPU relative to our
+    LightGCN's epoch (absolute CPU seconds depend on the machine and its load)."""
+    recs = [r for r in result["models"] if "error" not in r]
+    unit, ylabel = 1.0, "seconds per epoch (+ one evaluation)"
+    ref = next((r for r in recs if r["model"] == REFERENCE), None)
+    if not result["device"].startswith("cuda") and ref is not None and ref["epoch_s"]:
+        unit, ylabel = ref["epoch_s"], "epoch (+ one evaluation) / LightGCN's epoch"
+    stacks = {p: [r["phase_s"][p] / unit for r in recs] for p in PHASES}
+    stacks["eval"] = [(r["eval_s"] or 0.0) / unit for r in recs]
+    title = (f"{result['dataset']['name']} on {result['device_name'][:60]}"
+             + (" (extrapolated epoch)" if any(r.get("extrapolated") for r in recs) else ""))
+    return stacked_bar_plot(path, [r["model"] for r in recs], stacks, ylabel, title,
+                            ("peak memory (MiB)", [(r["peak_bytes"] or 0) / 2**20 for r in recs]))
+
+
+# --------------------------------------------------------------------------------------------
+# Driver
+# --------------------------------------------------------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add = parser.add_argument
+    add("--dataset", default="sports", help="scientific | ml100k | baby | sports (under "
+        "--data-root) | synthetic | an MMRec folder (default: sports)")
+    add("--data-root", default=None, help="folder holding the named datasets (default: none; "
+        "benchmarks/profile_models.py: the checkout's ../shared/data)")
+    add("--num-interactions", type=int, default=200_000,
+        help="training interactions of --dataset synthetic (default: 200000)")
+    add("--models", default=None, help=f"comma-separated subset of {DEFAULT_MODELS} (default: all)")
+    add("--device", default="auto", help="auto | cpu | cuda (default: auto)")
+    for flag, kind, default in (("--batch-size", int, 1024), ("--embedding-dim", int, 64),
+                                ("--num-layers", int, 3), ("--lr", float, 1e-3),
+                                ("--weight-decay", float, 0.0), ("--seed", int, 1),
+                                ("--eval-repeats", int, 3), ("--eval-batch-users", int, 4096)):
+        add(flag, type=kind, default=default)
+    add("--hparam", action="append", default=[], metavar="MODEL.KEY=VALUE",
+        help="extra constructor hyper-parameter, e.g. stair.gamma=0.1 (YAML value)")
+    add("--max-batches", type=int, default=None,
+        help="time this many batches per repeat and extrapolate to the epoch")
+    add("--epochs-fraction", type=float, default=None,
+        help="time this fraction of an epoch per repeat and extrapolate")
+    add("--warmup", type=int, default=3, help="untimed warm-up batches")
+    add("--repeats", type=int, default=3, help="timed repeats (median kept)")
+    add("--skip-eval", action="store_true", help="do not time the evaluation (scaling sweeps)")
+    add("--threads", type=int, default=None, help="torch.set_num_threads")
+    add("--trace", action=argparse.BooleanOptionalAction, default=None,
+        help="torch.profiler trace of one training step per model (default: on for CUDA)")
+    add("--isolate", action=argparse.BooleanOptionalAction, default=None,
+        help="each model in its own subprocess, for clean peak memory (default: on, except "
+             "--quick)")
+    add("--no-tune-malloc", dest="tune_malloc", action="store_false",
+        help="leave glibc's malloc thresholds as they are (train.tune_malloc off)")
+    add("--memory-limit-gib", type=float, default=None,
+        help=f"with --isolate: kill (SIGKILL) a worker whose resident memory, read every "
+             f"{MEMORY_POLL_S} s, exceeds this; it is reported as a memory failure")
+    add("--out", default=None, help="output folder (default: build/bench/profile-<dataset>-<device>)")
+    add("--quick", action="store_true",
+        help="tiny synthetic graph, every model, a few batches (a smoke test)")
+    add("--worker", default=None, help=argparse.SUPPRESS)
+    add("--worker-out", default=None, help=argparse.SUPPRESS)
+    add("--worker-settings", default=None, help=argparse.SUPPRESS)
+
+
+def finalize_args(args: argparse.Namespace) -> argparse.Namespace:
+    import yaml
+
+    if args.quick:
+        args.dataset = "synthetic" if args.dataset == "sports" else args.dataset
+        args.num_interactions = min(args.num_interactions, 3000)
+        args.max_batches = args.max_batches or 2
+        args.warmup, args.repeats, args.eval_repeats = 1, 1, 1
+        args.batch_size = min(args.batch_size, 256)
+        args.isolate = False if args.isolate is None else args.isolate
+        args.threads = args.threads or 1  # a smoke test: no thread oversubscription
+    args.isolate = True if args.isolate is None else args.isolate
+    from stair_pyg.train import resolve_device, tune_cpu_allocator
+
+    cuda = resolve_device(args.device).type == "cuda"
+    args.trace = cuda if args.trace is None else args.trace
+    if args.tune_malloc and not cuda:
+        tune_cpu_allocator()  # what the Trainer does, done before the dataset is loaded
+    args.model_hparams = {}
+    for item in args.hparam:
+        key, sep, value = item.partition("=")
+        model, dot, attr = key.partition(".")
+        if not sep or not dot:
+            raise SystemExit(f"--hparam expects MODEL.KEY=VALUE, got '{item}'")
+        args.model_hparams.setdefault(model, {})[attr] = yaml.safe_load(value)
+    for name in args.model_hparams:
+        _model_config(name, args)  # an unknown key fails here, not in every worker
+    if args.memory_limit_gib is not None and not args.isolate:
+        raise SystemExit("--memory-limit-gib needs --isolate (each model in its own watched "
+                         "process)")
+    if args.memory_limit_gib is not None and args.memory_limit_gib <= 0:
+        raise SystemExit(f"--memory-limit-gib must be positive, got {args.memory_limit_gib}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    return args
+
+
+_NOT_PASSED = ("worker", "worker_out", "worker_settings", "model_hparams", "memory_limit_gib",
+               "models", "quick")
+
+
+def _run_worker(args: argparse.Namespace, device: torch.device, out_dir: Path) -> int:
+    r"""One model in this process, its record to ``--worker-out``."""
+    ds, info = load_bench_dataset(args, features=uses_item_features(args.worker))
+    load_peak = M.peak_rss_bytes()  # before profile_model resets the high-water mark
+    rec = _safe_profile(args.worker, ds, args, device, out_dir)
+    rec["features_loaded"] = info["features_loaded"]
+    peaks = [v for v in (load_peak, rec.get("memory", {}).get("peak_rss")) if v is not None]
+    if peaks:  # loading included: what the machine must hold for this model
+        rec["process_peak_bytes"] = max(peaks)
+    write_json(Path(args.worker_out), rec)
+    return 0
+
+
+def profile_all(args: argparse.Namespace) -> Dict[str, Any]:
+    r"""Profiles every model of ``--models``; writes ``results.json``, ``table.md`` and
+    ``profile.png`` to ``--out`` and returns the result (``result["out"]``: the folder)."""
+    from stair_pyg.train import resolve_device
+    from stair_pyg.train.allocator import release_free_memory
+
+    device = resolve_device(args.device)
+    out_dir = Path(args.out or Path("build") / "bench" /
+                   f"profile-{Path(args.dataset).name}-{device.type}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    models = args.models.split(",") if args.models else DEFAULT_MODELS
+    unknown = [m for m in models if m not in DEFAULT_MODELS]
+    if unknown:
+        raise SystemExit(f"unknown models {unknown}; choose from {DEFAULT_MODELS}")
+    # Isolated, every worker loads the data itself: this process holds no item features.
+    ds, info = load_bench_dataset(args, features=not args.isolate)
+    if args.isolate:
+        del ds
+        release_free_memory()
+    print(f"[profile] {info['name']}: {info['num_users']} users, {info['num_items']} items, "
+          f"{info['num_train']} training interactions, features {info['features']}"
+          + (" (synthetic, timing-only)" if info["timing_only_features"] else ""), flush=True)
+    limit = None if args.memory_limit_gib is None else args.memory_limit_gib * 2**30
+    settings = {k: v for k, v in vars(args).items() if k not in _NOT_PASSED}
+    records = []
+    for name in models:
+        t0 = time.perf_counter()
+        if args.isolate:
+            path = out_dir / "workers" / f"{name}.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.unlink(missing_ok=True)
+            argv = [sys.executable, "-m", "stair_pyg.profiling", "--worker", name,
+                    "--worker-out", str(path), "--worker-settings",
+                    json.dumps({**settings, "isolate": False, "out": str(out_dir)})]
+            rec = worker_record(name, run_watched(argv, limit), path, limit)
+        else:
+            rec = dict(_safe_profile(name, ds, args, device, out_dir),
+                       features_loaded=info["features_loaded"])
+        records.append(rec)
+        status = ("error: " + rec["error"].strip().splitlines()[-1]) if "error" in rec else (
+            f"epoch {M.fmt_seconds(rec['epoch_s'])}, eval {M.fmt_seconds(rec['eval_s'])}, "
+            f"peak {M.fmt_bytes(rec['peak_bytes'])}")
+        print(f"[profile] {name:18s} {status}  ({time.perf_counter() - t0:.0f} s wall)", flush=True)
+    result = {"script": "profile", "dataset": info, "device": str(device),
+              "device_name": M.device_name(device), "environment": M.environment(),
+              "settings": {k: v for k, v in vars(args).items()
+                           if k not in ("worker", "worker_out", "worker_settings")},
+              "reference": REFERENCE, "models": records}
+    add_ratios(result)
+    write_json(out_dir / "results.json", result)
+    table = markdown_report(result, absolute=True)
+    (out_dir / "table.md").write_text(table + "\n")
+    plot(result, out_dir / "profile.png")
+    print(table)
+    print(f"[profile] wrote {out_dir / 'results.json'}, table.md, profile.png")
+    return dict(result, out=str(out_dir))
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.worker_settings:  # a worker of an isolated run: the parent's settings
+        args = argparse.Namespace(**{**vars(args), **json.loads(args.worker_settings)})
+    args = finalize_args(args)
+    if args.worker:
+        from stair_pyg.train import resolve_device
+
+        return _run_worker(args, resolve_device(args.device), Path(args.out or "."))
+    result = profile_all(args)
+    return 1 if any("error" in r for r in result["models"]) else 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_arguments(parser)
+    return run(parser.parse_args(argv))

@@ -1,0 +1,168 @@
+r"""Writers of benchmark results: JSON, Markdown tables, sections of a results file, plots, fits.
+
+:func:`update_results_section` replaces only the text between ``<!-- <script>:<name>:begin -->``
+and ``<!-- <script>:<name>:end -->`` of a Markdown file (creating the file or appending the
+section when missing); the plots are PNGs through matplotlib's Agg backend.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import statistics
+from pathlib import Path
+from typing import Any, Dict, Optional, Sequence, Tuple
+
+import torch
+
+
+def write_json(path: Path, obj: Any) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj, indent=2, default=_json_default) + "\n")
+    return path
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, (torch.device, Path)):
+        return str(o)
+    if isinstance(o, torch.Tensor):
+        return o.tolist()
+    raise TypeError(f"not JSON serialisable: {type(o)}")
+
+
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]],
+                   align: Optional[Sequence[str]] = None) -> str:
+    r"""A GitHub Markdown table; :obj:`align` per column ``"l"`` or ``"r"`` (default: the first
+    column left, the rest right)."""
+    align = align or ["l"] + ["r"] * (len(headers) - 1)
+    lines = ["| " + " | ".join(str(h) for h in headers) + " |",
+             "|" + "|".join("---:" if a == "r" else "---" for a in align) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def ratio(x: Optional[float]) -> str:
+    r"""``1.23×``, or ``n/a`` for a missing or NaN ratio."""
+    return f"{x:.2f}×" if x is not None and not math.isnan(x) else "n/a"
+
+
+RESULTS_HEADER = """# Benchmark results
+
+Every section below is written by the script named in its markers
+(`<!-- script:name:begin -->` ... `<!-- script:name:end -->`); re-running a script replaces its
+own section only. How to reproduce: see `benchmarks/README.md`.
+"""
+
+
+def update_results_section(path: Path, script: str, name: str, body: str) -> Path:
+    r"""Replaces the section ``script:name`` of the Markdown file :obj:`path` by :obj:`body`,
+    leaving the rest untouched (atomically: a concurrent reader never sees half a file)."""
+    path = Path(path)
+    begin, end = f"<!-- {script}:{name}:begin -->", f"<!-- {script}:{name}:end -->"
+    block = f"{begin}\n{body.strip()}\n{end}"
+    text = path.read_text() if path.exists() else RESULTS_HEADER
+    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.S)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: block, text, count=1)
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+    return path
+
+
+def mean_std(values: Sequence[Optional[float]]) -> Dict[str, float]:
+    r"""Mean, sample standard deviation (0 for one value) and count; NaNs and Nones left out."""
+    values = [float(v) for v in values if v is not None and not math.isnan(float(v))]
+    if not values:
+        return {"mean": float("nan"), "std": float("nan"), "n": 0}
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return {"mean": statistics.fmean(values), "std": std, "n": len(values)}
+
+
+def linear_fit(x: Sequence[float], y: Sequence[float]) -> Tuple[float, float]:
+    r"""Least squares :math:`y = c x + b`; returns ``(c, b)`` (NaN slope without spread)."""
+    n = len(x)
+    mx, my = sum(x) / n, sum(y) / n
+    sxx = sum((a - mx) ** 2 for a in x)
+    c = sum((a - mx) * (b - my) for a, b in zip(x, y)) / sxx if sxx else float("nan")
+    return c, my - c * mx
+
+
+def loglog_fit(x: Sequence[float], y: Sequence[float]) -> Tuple[float, float]:
+    r"""Least squares :math:`\log y = a + b \log x`; returns ``(b, a)``. Non-positive or NaN
+    points are left out; ``(nan, nan)`` with fewer than two."""
+    pts = [(math.log(a), math.log(b)) for a, b in zip(x, y)
+           if a and b and a > 0 and b > 0 and not math.isnan(b)]
+    if len(pts) < 2:
+        return float("nan"), float("nan")
+    return linear_fit([p[0] for p in pts], [p[1] for p in pts])
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(plt, fig, path: Path) -> Path:
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def stacked_bar_plot(path: Path, labels: Sequence[str], stacks: Dict[str, Sequence[float]],
+                     ylabel: str, title: str,
+                     side: Optional[Tuple[str, Sequence[float]]] = None) -> Path:
+    r"""Stacked bars, one stack per key of :obj:`stacks`; optionally a second panel
+    :obj:`side` = ``(ylabel, values)``."""
+    plt = _pyplot()
+    ncols = 2 if side else 1
+    fig, axes = plt.subplots(1, ncols, figsize=(6 + 0.5 * len(labels) * ncols, 4.2),
+                             squeeze=False)
+    ax = axes[0][0]
+    bottom = [0.0] * len(labels)
+    for key, values in stacks.items():
+        values = [0.0 if v is None or math.isnan(v) else v for v in values]
+        ax.bar(labels, values, bottom=bottom, label=key)
+        bottom = [b + v for b, v in zip(bottom, values)]
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8)
+    for a in axes[0]:
+        a.tick_params(axis="x", rotation=45, labelsize=8)
+    if side:
+        axes[0][1].bar(labels, [0.0 if v is None else v for v in side[1]], color="tab:gray")
+        axes[0][1].set_ylabel(side[0])
+    return _save(plt, fig, path)
+
+
+def loglog_plot(path: Path, series: Dict[str, Tuple[Sequence[float], Sequence[float]]],
+                xlabel: str, ylabel: str, title: str) -> Path:
+    r"""One log-log line per series ``name -> (x, y)``, its fitted slope in the legend."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    for name, (x, y) in series.items():
+        pts = [(a, b) for a, b in zip(x, y) if b is not None and b > 0 and not math.isnan(b)]
+        if not pts:
+            continue
+        slope, _ = loglog_fit(*zip(*pts))
+        ax.plot(*zip(*pts), marker="o",
+                label=name if math.isnan(slope) else f"{name} (slope {slope:.2f})")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set(xlabel=xlabel, ylabel=ylabel)
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7)
+    ax.grid(True, which="both", alpha=0.3)
+    return _save(plt, fig, path)
