@@ -16,7 +16,28 @@ BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
 RESULTS_MD = BENCH_DIR / "RESULTS.md"
 DATA_ROOT = REPO_ROOT.parent / "shared" / "data"
-CONFIGS = REPO_ROOT / "configs"
+
+
+def config_file(value: str) -> Path:
+    r"""A ``--config`` value: a YAML file, or the name of a packaged config
+    (:func:`stair_pyg.configs.find_config`)."""
+    from stair_pyg.configs import find_config
+
+    path = find_config(str(value))
+    if path is None:
+        raise SystemExit(f"error: --config {value}: no such file and no packaged config of that "
+                         f"name")
+    return path
+
+
+def model_defaults(model: str) -> Dict[str, Any]:
+    r"""The packaged defaults of :obj:`model` (what ``stair-pyg train --model NAME`` merges)."""
+    from stair_pyg.configs import model_config_path
+
+    path = model_config_path(model)
+    if path is None:
+        raise SystemExit(f"error: no packaged defaults for model '{model}'")
+    return load_config_file(path)
 
 _COMMON = {
     "--device": dict(default="auto", help="auto | cpu | cuda (default: auto)"),

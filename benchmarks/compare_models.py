@@ -2,7 +2,7 @@ r"""Accuracy, speed and memory of every model under one protocol, several seeds 
 
 Every model (those of :data:`stair_pyg.profiling.bench.COMPARED`, the registry's; ``content``
 on request) is trained by :func:`stair_pyg.train.run_experiment` on the same dataset and splits
-with its own settings from ``configs/models/<name>.yaml``, selected on validation NDCG@20 and
+with its own settings from ``stair_pyg/configs/models/<name>.yaml``, selected on validation NDCG@20 and
 reported on test at its best validation epoch: mean ± std over seeds of Recall/NDCG@10/20,
 seconds per epoch and peak memory (CUDA ``max_memory_allocated``; CPU growth of the peak RSS).
 Writes ``benchmarks/results/compare_models_<name>.json`` and its section of ``RESULTS.md``.
@@ -12,7 +12,7 @@ Examples::
     python benchmarks/compare_models.py --quick                    # tiny synthetic, ~1 minute
     python benchmarks/compare_models.py                            # synthetic default, 3 seeds
     python benchmarks/compare_models.py --dataset ml100k --models stair,lightgcn,freedom
-    python benchmarks/compare_models.py --config configs/synthetic.yaml --seeds 1,2,3
+    python benchmarks/compare_models.py --config synthetic --seeds 1,2,3
 """
 from __future__ import annotations
 
@@ -23,8 +23,8 @@ import traceback
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from _results import (BENCH_DIR, CONFIGS, common_arguments, dataset_section, load_config_file,
-                      train_run, write_section)
+from _results import (BENCH_DIR, common_arguments, config_file, dataset_section,
+                      load_config_file, model_defaults, train_run, write_section)
 from stair_pyg.profiling.bench import COMPARED
 from stair_pyg.profiling.measure import device_name, environment, fmt_bytes
 from stair_pyg.profiling.report import markdown_table, mean_std, write_json
@@ -38,9 +38,9 @@ QUICK_DATASET = {"format": "synthetic", "num_users": 300, "num_items": 150,
 
 
 def model_spec(model: str) -> Dict[str, Dict[str, Any]]:
-    r"""The ``model`` section and ``train`` settings of ``configs/models/<model>.yaml`` (what
-    ``stair-pyg train --model NAME`` uses)."""
-    spec = load_config_file(CONFIGS / "models" / f"{model}.yaml")
+    r"""The ``model`` section and ``train`` settings of the model's packaged defaults
+    (``stair_pyg/configs/models/<model>.yaml``, what ``stair-pyg train --model NAME`` uses)."""
+    spec = model_defaults(model)
     return {"model": dict(spec.get("model", {"name": model})), "train": dict(spec.get("train", {}))}
 
 
@@ -50,7 +50,7 @@ def base_config(args: argparse.Namespace) -> Dict[str, Any]:
         config = {"dataset": dict(QUICK_DATASET),
                   "train": {"epochs": 5, "patience": 5, "eval_every": 1}}
     else:
-        path = Path(args.config) if args.config else CONFIGS / f"{args.dataset}.yaml"
+        path = config_file(args.config or args.dataset)
         config = {"dataset": dataset_section(path),
                   "train": dict(load_config_file(path).get("train", {}))}
     train = config["train"]

@@ -11,7 +11,7 @@ with the same arguments reuses the finished runs (``--fresh`` ignores them). Out
 Examples::
 
     python benchmarks/sweep.py --quick
-    python benchmarks/sweep.py --config configs/ml100k.yaml --model stair \
+    python benchmarks/sweep.py --config ml100k --model stair \
         --grid model.gamma=0.1,0.5,1.0 --grid train.weight_decay=0.1,0.3 \
         --set train.patience=50 --set train.epochs=400 --final-seeds 2,3 --jobs 2
 """
@@ -28,8 +28,8 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from _results import (BENCH_DIR, CONFIGS, common_arguments, dataset_section, load_config_file,
-                      train_run, write_section)
+from _results import (BENCH_DIR, common_arguments, config_file, dataset_section,
+                      load_config_file, model_defaults, train_run, write_section)
 from stair_pyg.profiling.measure import device_name, environment
 from stair_pyg.profiling.report import markdown_table, mean_std, write_json
 
@@ -84,17 +84,18 @@ def grid_points(axes: List[Tuple[str, List[str]]]) -> List[List[str]]:
 
 
 def base_config(args: argparse.Namespace) -> Dict[str, Any]:
-    r"""The dataset config, then ``configs/models/<model>.yaml`` when ``--model`` is given, then
+    r"""The dataset config, then the model's packaged defaults when ``--model`` is given, then
     the ``--set`` overrides; checkpoints off, relative dataset paths made absolute."""
     from stair_pyg.train.config import apply_overrides, merge_configs
 
     if args.quick:
         config = copy.deepcopy(QUICK_CONFIG)
     else:
-        config = {**load_config_file(args.config), "dataset": dataset_section(args.config)}
+        path = config_file(args.config)
+        config = {**load_config_file(path), "dataset": dataset_section(path)}
     if args.model:
         # A model section naming another model replaces the dataset config's (merge_configs).
-        config = merge_configs(config, load_config_file(CONFIGS / "models" / f"{args.model}.yaml"))
+        config = merge_configs(config, model_defaults(args.model))
     config = apply_overrides(config, args.set)
     config.setdefault("train", {})
     config["train"].update({"checkpoint_every": 0, "device": args.device})
@@ -202,7 +203,8 @@ def markdown(results: Dict[str, Any]) -> str:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", help="experiment YAML (dataset, model, train sections)")
-    parser.add_argument("--model", help="replace the config's model by configs/models/NAME.yaml")
+    parser.add_argument("--model", help="replace the config's model by its packaged defaults "
+                        "(stair_pyg/configs/models/NAME.yaml)")
     parser.add_argument("--grid", action="append", default=[],
                         help="key=v1,v2,... (repeatable; the grid is the product of the axes)")
     parser.add_argument("--set", action="append", default=[],

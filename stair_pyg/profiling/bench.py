@@ -4,7 +4,7 @@ r"""Time and memory of every model on one dataset, phase by phase, side by side 
 Every model of :data:`~stair_pyg.models.MODELS` (but the content-only ablation) and PyG's own
 :class:`torch_geometric.nn.models.LightGCN` as shipped (:class:`PyGLightGCN`) is built by
 :func:`stair_pyg.train.build_model` and trained by the :class:`~stair_pyg.train.Trainer`'s own
-step, timed in four phases: negative **sampling**, **forward** (``model.loss``), **backward**
+step, timed in four phases: negative **sampling**, **forward** (``model.recommendation_loss``), **backward**
 (the rest of :meth:`~stair_pyg.train.Trainer.train_step`: ``zero_grad``, ``backward`` and its
 finiteness check) and optimizer **step**; plus ``pre_epoch``. Warm-up batches are excluded, the
 median of ``--repeats`` repeats is kept, and with ``--max-batches``/``--epochs-fraction`` a
@@ -186,7 +186,7 @@ class PyGLightGCN(torch.nn.Module):
     def sample_negatives(self, users: torch.Tensor, generator=None) -> torch.Tensor:
         return torch.randint(self.num_items, users.shape, generator=generator)
 
-    def loss(self, users, pos_items, neg_items):
+    def recommendation_loss(self, users, pos_items, neg_items):
         edge_label_index = torch.stack([torch.cat([users, users]),
                                         torch.cat([pos_items, neg_items]) + self.num_users])
         pos_rank, neg_rank = self.model(self.edge_index, edge_label_index).chunk(2)
@@ -199,7 +199,7 @@ class PyGLightGCN(torch.nn.Module):
     def pre_epoch(self, epoch: int) -> None:
         return None
 
-    def embeddings(self):
+    def get_embedding(self):
         emb = self.model.get_embedding(self.edge_index)
         return emb[:self.num_users], emb[self.num_users:]
 
@@ -220,11 +220,14 @@ def _model_config(name: str, args: argparse.Namespace) -> Dict[str, Any]:
 
 
 def build(name: str, data, args: argparse.Namespace) -> torch.nn.Module:
-    from stair_pyg.train import build_model
+    r"""The model :obj:`name`, built on the profiled device (whitening and kNN graphs run
+    there, as in training)."""
+    from stair_pyg.train import build_model, resolve_device
 
     if name in PYG_MODELS:
         return PyGLightGCN(data, adjacency=PYG_MODELS[name], **_model_config(name, args))
-    return build_model({"name": name, **_model_config(name, args)}, data)
+    return build_model({"name": name, **_model_config(name, args)}, data,
+                       device=resolve_device(args.device))
 
 
 # --------------------------------------------------------------------------------------------
@@ -234,12 +237,12 @@ def build(name: str, data, args: argparse.Namespace) -> torch.nn.Module:
 
 def _stepper(trainer, batch_size: int):
     r"""``step(timer)``: one :meth:`Trainer.train_step` on the next batch of a shuffled epoch,
-    with ``sampling``, ``train_step`` and, inside it, ``forward`` (``model.loss``) and ``step``
+    with ``sampling``, ``train_step`` and, inside it, ``forward`` (``model.recommendation_loss``) and ``step``
     (the optimizer's, through its step hooks) timed by :obj:`timer` (:obj:`None`: untimed)."""
     model, pairs, gen = trainer.model, trainer.train_pairs, trainer.generator
     negatives = getattr(model, "sample_negatives", trainer.sampler.sample)
     current: List[Optional[M.PhaseTimer]] = [None]
-    loss = model.loss
+    loss = model.recommendation_loss
 
     def timed_loss(*batch):
         if current[0] is None:
@@ -253,7 +256,7 @@ def _stepper(trainer, batch_size: int):
                 getattr(current[0], action)("step")
         return run
 
-    model.loss = timed_loss
+    model.recommendation_loss = timed_loss
     trainer.optimizer.register_step_pre_hook(hook("start"))
     trainer.optimizer.register_step_post_hook(hook("stop"))
 
