@@ -23,7 +23,6 @@ CASES = [
     ("model.gamma=-0.5", "model.gamma"),
     ("model.gamma=.nan", "model.gamma"),
     ("model.knn_k={text: 100000}", "knn_k.text"),
-    ("model.knn_k={audio: 3}", "knn_k"),
     ("model.knn_method=annoy", "knn_method"),
     ("dataset.num_users=-5", "dataset.num_users"),
     ("dataset.content_weight=2", "content_weight"),
@@ -52,3 +51,12 @@ def test_cuda_without_cuda_is_refused(tmp_path, capsys, monkeypatch):
                  "--out", str(tmp_path / "run"), "--no-progress"])
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err and "cuda" in err.lower()
+
+
+def test_knn_k_for_a_missing_modality_is_a_note_naming_the_modalities(tmp_path, capsys):
+    code = main(["train", "--config", "synthetic", *SMALL, "--set", "model.knn_k={audio: 3}",
+                 "--out", str(tmp_path / "run"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 0 and "Traceback" not in err
+    notes = [line for line in err.splitlines() if line.startswith("note:") and "audio" in line]
+    assert len(notes) == 1 and "image" in notes[0] and "text" in notes[0], err
