@@ -172,6 +172,8 @@ def _fetch(url: str, target: Path, timeout: float, max_bytes: int) -> None:
     except urllib.error.HTTPError as e:
         if e.code == 429 or e.code >= 500:
             raise
+        if 300 <= e.code < 400:  # urllib refuses redirects to non-http(s) schemes this way
+            raise _Permanent(f"redirect refused (only to http(s) URLs): {e.msg}") from None
         raise _Permanent(f"HTTP {e.code}") from None
     with response:
         kind = (response.headers.get("Content-Type") or "").split(";")[0].strip().lower()
