@@ -183,7 +183,8 @@ def write_amazon(folder: Path, release: str, image_url: "str | None" = None,
                                        "unixReviewTime": ts, "reviewText": "fine",
                                        **({"vote": "2"} if release == "2018" else {})}))
     for i in range(num_items):
-        url = None if image_url is None else f"{image_url}/{item_id(i)}.{'png' if i % 2 == 0 else 'jpg'}"
+        ext = "png" if i % 2 == 0 else "jpg"
+        url = None if image_url is None else f"{image_url}/{item_id(i)}.{ext}"
         title, brand = f"Product {i} colour {i % len(COLOURS)}", f"Brand{i % 3}"
         if release == "2014":
             rec = {"asin": item_id(i), "title": title, "brand": brand, "price": 9.99,

@@ -75,6 +75,9 @@ def test_generic_catalog_csv_tsv_parquet(tmp_path):
         assert cat.texts == expected
         assert cat.images == {"p1": str(tmp_path / "img" / "p1.png"), "p2": "http://x/p2.jpg"}
     assert read_catalog(tmp_path / "shop.csv", fields=["price", "name"]).texts["p2"] == "2 Blue"
+    assert read_catalog(tmp_path / "shop.csv", fields=["title"]).texts["p1"] == "Red, big"
+    with pytest.raises(DataError, match=r"shop.csv, line 1: no column .colour.; the header"):
+        read_catalog(tmp_path / "shop.csv", fields=["colour"])
     try:
         import pyarrow  # noqa: F401
     except ImportError:
@@ -204,6 +207,7 @@ def test_shop_end_to_end(shop, tmp_path, capsys):
         assert main(args + ["--out", str(tmp_path / "b")]) == 0
     out = tmp_path / "a"
     assert "image coverage" in printed and "image filled" in printed
+    assert "no usable image for 6 item(s), filled with 'mean': B00001 (download: not an" in printed
     items = read_tsv(out / "i_id_mapping.csv")
     assert items.item_id.tolist() == [item_id(i) for i in range(NUM_ITEMS)]  # itemID order
     image = np.load(out / "image_feat.npy")

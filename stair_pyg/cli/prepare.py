@@ -166,4 +166,12 @@ def run(args: argparse.Namespace) -> int:
         return 2
     print(f"wrote {out}")
     print(format_summary(summary))
+    report = out / "missing_images.tsv"
+    if report.is_file():
+        rows = [line.split("\t") for line in report.read_text(encoding="utf-8").splitlines()[1:]]
+        if rows:
+            shown = ", ".join(f"{r[1]} ({r[3]})" for r in rows[:10])
+            more = f", ... ({len(rows):,} in all)" if len(rows) > 10 else ""
+            print(f"no usable image for {len(rows):,} item(s), filled with "
+                  f"'{args.missing_image}': {shown}{more}; see {report}")
     return 0

@@ -337,6 +337,7 @@ def read_catalog(
     df = _read_frame(path, encoding)
     columns = list(df.columns)
     lower = [str(c).strip().lower() for c in columns]
+    header = [shown(c, 30) for c in columns[:12]]
 
     def find(key: str, given: Optional[str], required: bool) -> Optional[str]:
         if given is not None:
@@ -344,14 +345,15 @@ def read_catalog(
                 return given
             if given.lower() in lower:
                 return columns[lower.index(given.lower())]
-            raise DataError(f"no column {given!r}; the header has {[shown(c, 30) for c in columns[:12]]}",
-                            file=path, line=1)
-        hit = next((columns[lower.index(a)] for a in CATALOG_ALIASES.get(key, (key,))
-                    if a in lower), None)
+            if given.lower() not in CATALOG_ALIASES:
+                raise DataError(f"no column {given!r}; the header has {header}", file=path,
+                                line=1)
+            key = given.lower()
+        aliases = CATALOG_ALIASES.get(key, (key,))
+        hit = next((columns[lower.index(a)] for a in aliases if a in lower), None)
         if hit is None and required:
-            raise DataError(f"no {key} column (one of {list(CATALOG_ALIASES.get(key, (key,)))}); "
-                            f"the header has {[shown(c, 30) for c in columns[:12]]}", file=path,
-                            line=1)
+            raise DataError(f"no {key} column (one of {list(aliases)}); the header has "
+                            f"{header}", file=path, line=1)
         return hit
 
     item = find("item", item_col, True)
@@ -361,8 +363,8 @@ def read_catalog(
         text_cols = [c for c in (find(k, None, False) for k in DEFAULT_FIELDS) if c is not None]
         if not text_cols:
             raise DataError(f"no text column (title/name, brand, category, description); name "
-                            f"them with --text-fields. The header has "
-                            f"{[shown(c, 30) for c in columns[:12]]}", file=path, line=1)
+                            f"them with --text-fields. The header has {header}", file=path,
+                            line=1)
     else:
         text_cols = [find(f, f, True) for f in fields]
     texts: Dict[str, str] = {}
