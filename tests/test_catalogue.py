@@ -287,3 +287,26 @@ def test_amazon_prepare_with_url_images(shop, tmp_path, capsys, release):
     assert set(ds.data["item"].keys()) >= {"image_feat", "text_feat"}
     # a rerun resumes from the cache: nothing to download, output refused without --overwrite
     assert main(args) == 2 and "not empty" in capsys.readouterr().err
+
+
+def test_cli_image_folder_policies_and_overwrite(shop, tmp_path, capsys):
+    root, broken, models = shop
+    csv = tmp_path / "r.csv"
+    csv.write_text("user,item\n" + "".join(f"{u},{i}\n" for u, i, _, _ in interactions()))
+    out = tmp_path / "out"
+    args = ["prepare", str(csv), "--out", str(out), "--images", str(root / "images"),
+            "--image-model", str(models["vit"]), "--max-image-pixels", "1000000",
+            "--no-progress"]
+    assert main(args + ["--missing-image", "error"]) == 2
+    err = capsys.readouterr().err
+    assert f"error: {root / 'images'}: 5 item(s) have no usable image (first: B00005 (empty" in err
+    assert "Traceback" not in err and not (out / "image_feat.npy").exists()
+    assert main(args + ["--missing-image", "zero"]) == 0, capsys.readouterr().err
+    image = np.load(out / "image_feat.npy")
+    assert image.shape == (NUM_ITEMS, 32) and not image[[5, 7, 9, 12, 14]].any()
+    assert json.loads((out / "features.json").read_text())["image"]["fill"] == "zero"
+    assert "text" not in json.loads((out / "features.json").read_text())
+    # replaced without images: no stale image files are left behind
+    assert main(["prepare", str(csv), "--out", str(out), "--overwrite", "--no-progress"]) == 0
+    assert not (out / "image_feat.npy").exists() and not (out / "missing_images.tsv").exists()
+    assert "image" not in describe(load_mmrec(out), folder=out)["coverage"]

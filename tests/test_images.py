@@ -51,6 +51,17 @@ def test_decoding_is_defensive(images):
     assert np.abs(np.asarray(rgba, dtype=int)[0, 0] - expected).max() <= 1
     sixteen, _ = load_image(sources[item_id(10)])
     assert np.asarray(sixteen).max() == 255 and np.asarray(sixteen).min() == 0
+    from PIL import Image
+
+    extra = folder.parent / f"{folder.name}-extra"
+    extra.mkdir(exist_ok=True)
+    Image.new("RGB", (1, 1)).save(extra / "pixel.gif")
+    Image.new("RGB", (400, 10)).save(extra / "strip.png")
+    Image.new("RGB", (2000, 1200), (9, 99, 199)).save(extra / "big.jpg")
+    assert load_image(extra / "pixel.gif")[1].startswith("too small (1x1")
+    assert load_image(extra / "strip.png")[1].startswith("degenerate shape 400x10")
+    big, _ = load_image(extra / "big.jpg")
+    assert big.size == (1000, 600)  # decoded at 1/2 scale: 1/4 would make a side < 448
     img, why = load_image(folder / "nope.png")
     assert img is None and why == "no such file"
     img, why = load_image(folder)
@@ -141,6 +152,39 @@ def test_encoders(models, images, kind, dim):
     c = encode_images(rows[::-1], encoder, batch_size=7, missing_image="zero",
                       max_pixels=MAX_PIXELS_FOR_TESTS, progress=False)
     np.testing.assert_allclose(c.features[::-1], a.features, rtol=1e-4, atol=1e-5)
+
+
+def test_clip_through_transformers_equals_sentence_transformers(models, images):
+    folder, _ = images
+    sources = read_image_sources(folder)
+    rows = [sources[item_id(i)] for i in (0, 1, 2, 11)]
+    st = encode_images(rows, load_image_encoder(models["st_clip"]), progress=False)
+    hf = encode_images(rows, load_image_encoder(models["st_clip"], "transformers"),
+                       progress=False)
+    assert hf.encoder.startswith("transformers:clip:")
+    np.testing.assert_allclose(hf.features, st.features, rtol=1e-4, atol=1e-5)
+
+
+def test_a_batch_that_fails_is_encoded_image_by_image(models, images):
+    folder, _ = images
+    sources = read_image_sources(folder)
+    encoder = load_image_encoder(models["resnet"])
+    real = encoder.encode
+
+    def fussy(batch):
+        if any(im.size == (48, 41) for im in batch):  # item 1's image
+            raise ValueError("cannot take this one")
+        return real(batch)
+
+    encoder.encode = fussy
+    rows = [sources[item_id(i)] for i in (0, 1, 2)]
+    out = encode_images(rows, encoder, missing_image="zero", progress=False)
+    assert out.problems == {1: "cannot encode (ValueError: cannot take this one)"}
+    np.testing.assert_allclose(out.features[[0, 2]], encode_images(
+        [rows[0], rows[2]], encoder, progress=False).features, rtol=1e-5)
+    encoder.encode = lambda batch: (_ for _ in ()).throw(RuntimeError("out of memory"))
+    with pytest.raises(RuntimeError, match="out of memory"):
+        encode_images(rows, encoder, progress=False)
 
 
 def test_missing_image_policies(models, images):

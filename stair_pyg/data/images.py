@@ -18,7 +18,10 @@ reading. Redirects are followed to ``http(s)`` URLs only.
 **Decoding** (:func:`load_image`) never raises: a missing, empty, truncated, non-image or
 over-large file (more than ``max_pixels``, Pillow's decompression-bomb guard, checked from the
 header before any pixel is decoded) gives the reason instead of an image. Images are turned
-upright (EXIF orientation), animated ones give their first frame, and every mode becomes RGB:
+upright (EXIF orientation), animated ones give their first frame, large JPEGs are decoded at a
+reduced scale that keeps both sides at least :data:`DRAFT_SIDE` (448) pixels, shapes with sides
+beyond :data:`MAX_ASPECT` (25:1) and sides below :data:`MIN_SIDE` (8 px, the 1x1 "no image"
+placeholders of shops) are refused, and every mode becomes RGB:
 CMYK and YCbCr are converted, palette images with transparency and LA/RGBA/PA are composited on
 white (a product photo's transparent background is white on the shop page), 16-bit and float
 greyscale are scaled to 8 bits.
@@ -79,6 +82,14 @@ ENCODERS = ("auto", "transformers", "sentence-transformers", "torchvision:<arch>
 #: Pillow's own default decompression-bomb bound (about 89 megapixels).
 MAX_PIXELS = 89_478_485
 MAX_BYTES = 32 * 1024 * 1024
+#: Longer side / shorter side above which an image is refused: encoders resize the shorter side
+#: to their input size, so a 1x5000 strip would become a gigapixel tensor.
+MAX_ASPECT = 25
+#: Images with a side below this many pixels (1x1 "no image" placeholders) are refused.
+MIN_SIDE = 8
+#: Large JPEGs are decoded at a reduced scale (1/2, 1/4, 1/8) that keeps both sides >= this,
+#: twice the 224 px input of common encoders: faster, same result for every run.
+DRAFT_SIDE = 448
 _ID_HEADERS = ("item", "item_id", "itemid", "id", "asin", "parent_asin", "sku", "product_id")
 
 
@@ -299,6 +310,12 @@ def load_image(path: PathLike, max_pixels: int = MAX_PIXELS) -> Tuple[Optional[A
                 return None, f"image of size {w}x{h}"
             if w * h > max_pixels:
                 return None, f"too large ({w}x{h} = {w * h:,} pixels > {max_pixels:,})"
+            if min(w, h) < MIN_SIDE:
+                return None, f"too small ({w}x{h}; a placeholder or tracking pixel?)"
+            if max(w, h) > MAX_ASPECT * min(w, h):
+                return None, f"degenerate shape {w}x{h} (sides more than {MAX_ASPECT}:1)"
+            if img.format == "JPEG":
+                img.draft("RGB", (DRAFT_SIDE, DRAFT_SIDE))  # DCT-domain downscale, >= 448 px
             img.load()
             img = ImageOps.exif_transpose(img) or img
             return to_rgb(img), ""
@@ -466,13 +483,21 @@ class TorchvisionImageEncoder(ImageEncoder):
 
 
 def load_image_encoder(model: PathLike, encoder: str = "auto", device: str = "cpu",
-                       batch_size: int = 32) -> ImageEncoder:
+                       batch_size: int = 32, progress: bool = True) -> ImageEncoder:
     r"""Loads an image encoder from a local path (see the module notes for :obj:`encoder`:
     ``"auto"``, ``"transformers"``, ``"sentence-transformers"`` or ``"torchvision:<arch>"``).
+    ``progress=False`` turns off transformers' weight-loading bars (a process-wide setting).
     Raises :class:`FileNotFoundError` for a missing path, :class:`ImportError` for a missing
     package, and :class:`~stair_pyg.data.errors.DataError` for a folder that is no model."""
     os.environ["HF_HUB_OFFLINE"] = "1"
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    if not progress:
+        try:
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()
+        except ImportError:
+            pass
     path = Path(model).expanduser()
     if not path.exists():
         raise FileNotFoundError(f"image model {str(path)!r} does not exist (give a local model "
@@ -530,6 +555,7 @@ def encode_images(
     max_pixels: int = MAX_PIXELS,
     progress: bool = True,
     ids: Optional[Sequence[str]] = None,
+    source: Optional[PathLike] = None,
     download: Optional[Callable[..., Dict[str, Union[Path, str]]]] = None,
 ) -> ImageFeatures:
     r"""Encodes one image per row: ``sources[i]`` is row ``i``'s image (a path, an ``http(s)``
@@ -550,6 +576,8 @@ def encode_images(
         max_pixels (int): Larger images are refused. (default: Pillow's ``89,478,485``)
         progress (bool): Progress bars. (default: :obj:`True`)
         ids (sequence of str, optional): Raw item id per row, for the error message.
+        source (str or Path, optional): Where the images were named, for the error message.
+        download (callable, optional): Replaces :func:`download_images` (same signature).
     """
     from tqdm.auto import tqdm
 
@@ -594,7 +622,7 @@ def encode_images(
                     images.append(img)
                     kept.append(i)
             if images:
-                emb = np.asarray(encoder.encode(images), dtype=np.float32)
+                emb, kept = _encode_batch(encoder, images, kept, problems)
                 if out is None:
                     out = np.zeros((n, emb.shape[1]), dtype=np.float32)
                 out[kept] = emb
@@ -604,13 +632,37 @@ def encode_images(
         first = sorted(problems)[:5]
         named = ", ".join(f"{ids[i] if ids is not None else i} ({problems[i]})" for i in first)
         raise DataError(f"{len(problems)} item(s) have no usable image (first: {named}); pass "
-                        f"--missing-image mean or zero (missing_image=...) to fill them")
+                        f"--missing-image mean or zero (missing_image=...) to fill them",
+                        file=source)
     if out is None:
         raise DataError(f"none of the {n} item(s) has a usable image"
-                        + (f" (first problem: {problems[min(problems)]})" if problems else ""))
+                        + (f" (first problem: {problems[min(problems)]})" if problems else ""),
+                        file=source)
     if problems and missing_image == "mean":
         out[~good] = out[good].mean(axis=0)
     return ImageFeatures(out, dict(sorted(problems.items())), encoder.name, missing_image)
+
+
+def _encode_batch(encoder: ImageEncoder, images: List[Any], rows: List[int],
+                  problems: Dict[int, str]) -> Tuple[np.ndarray, List[int]]:
+    r"""Encodes one batch; when the batch fails, each image alone, so that one image the model's
+    preprocessing cannot take is reported instead of stopping the run. A failure of every image
+    (a device out of memory, a broken model) is raised."""
+    try:
+        return np.asarray(encoder.encode(images), dtype=np.float32), rows
+    except Exception as error:  # noqa: BLE001 - retried image by image below
+        embs, kept = [], []
+        for img, i in zip(images, rows):
+            try:
+                embs.append(np.asarray(encoder.encode([img]), dtype=np.float32))
+                kept.append(i)
+            except Exception as e:  # noqa: BLE001
+                problems[i] = f"cannot encode ({type(e).__name__}: {str(e)[:80]})"
+        if not kept:
+            for i in rows:
+                problems.pop(i, None)
+            raise error
+        return np.concatenate(embs), kept
 
 
 def benchmark_images(encoder: ImageEncoder, num_images: int = 256, size: int = 256,
@@ -640,4 +692,5 @@ __all__ = ["IMAGE_EXTENSIONS", "MISSING_POLICIES", "ENCODERS", "MAX_PIXELS", "is
            "read_image_sources", "cache_path", "download_images", "load_image", "to_rgb",
            "ImageEncoder", "TransformersImageEncoder", "SentenceTransformerImageEncoder",
            "TorchvisionImageEncoder", "torchvision_available", "load_image_encoder",
-           "ImageFeatures", "encode_images", "benchmark_images"]
+           "ImageFeatures", "encode_images", "benchmark_images", "MAX_ASPECT", "MIN_SIDE",
+           "DRAFT_SIDE"]

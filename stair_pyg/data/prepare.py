@@ -269,12 +269,13 @@ def prepare_dataset(
         from stair_pyg.data.images import encode_images, load_image_encoder
 
         encoder = load_image_encoder(image_model, image_encoder, device=device,  # type: ignore
-                                     batch_size=image_batch_size)
+                                     batch_size=image_batch_size, progress=progress)
         sources: List[Optional[str]] = [image_table.get(k) for k in keys]
         image_result = encode_images(sources, encoder, batch_size=image_batch_size,
                                      missing_image=missing_image, cache_dir=cache,
                                      workers=download_workers, max_pixels=max_image_pixels,
-                                     progress=progress, ids=keys)
+                                     progress=progress, ids=keys,
+                                     source=(meta or catalog) if from_catalog else images)
         filled = len(image_result.problems)
         record["image"] = {"encoder": image_result.encoder, "rows": len(keys),
                            "dim": int(image_result.features.shape[1]),
