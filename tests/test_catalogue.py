@@ -36,6 +36,8 @@ def test_amazon_releases(tmp_path, release):
     assert cat.images[item_id(7)] == "http://shop.test/img/B00007.jpg"
     chosen = read_amazon_meta(meta, fields=["title", "description"])
     assert chosen.texts[item_id(7)] == "Product 7 colour 1 A fine product 7"
+    with pytest.raises(DataError, match=r"text field\(s\) \['titel'\] occur in no record"):
+        read_amazon_meta(meta, fields=["titel", "description"])
 
 
 def test_amazon_text_template_matches_mmrec():
@@ -260,7 +262,7 @@ def read_image_sources_for_table(folder):
     return read_image_sources(folder)
 
 
-@pytest.mark.parametrize("release", ["2014", "2023"])
+@pytest.mark.parametrize("release", ["2014", "2018", "2023"])
 def test_amazon_prepare_with_url_images(shop, tmp_path, capsys, release):
     root, broken, models = shop
     with serve(root / "images") as base:

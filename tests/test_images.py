@@ -108,10 +108,13 @@ def test_download_cache(tmp_path, images):
             cache_path(u, cache).name for u in good + [flaky])
         assert not (tmp_path / "etc").exists()
         # resumable: a second run fetches nothing that is already there
-        from _catalogue import _Handler  # noqa: F401
-
+        stale, fresh = cache / ".part-killed", cache / ".part-live"
+        stale.write_bytes(b"half")
+        fresh.write_bytes(b"half")
+        os.utime(stale, (1, 1))
         again = download_images(good, cache, progress=False)
         assert again == {u: cache_path(u, cache) for u in good}
+        assert not stale.exists() and fresh.exists()  # a killed run's part file is cleared
 
 
 def test_download_retries_then_gives_up(tmp_path):

@@ -258,7 +258,9 @@ def read_amazon_meta(path: PathLike, release: Optional[str] = None,
     texts: Dict[str, str] = {}
     images: Dict[str, str] = {}
     repeated = 0
+    seen: set = set()
     for number, rec in iter_records(path, literal=True):
+        seen.update(rec)
         if release is None:
             release = detect_release(rec, path, "meta")
         key = "parent_asin" if release == "2023" else "asin"
@@ -276,6 +278,12 @@ def read_amazon_meta(path: PathLike, release: Optional[str] = None,
             images[item] = url
     if not texts:
         raise DataError("no metadata records (the file is empty)", file=path)
+    derived = {"brand": ("brand", "store", "details"), "categories": ("categories", "category"),
+               "categories_all": ("categories", "category")}
+    absent = [f for f in fields if not seen.intersection(derived.get(f, (f,)))]
+    if absent and list(fields) != list(DEFAULT_FIELDS):
+        raise DataError(f"text field(s) {absent} occur in no record; the records have "
+                        f"{sorted(seen)[:20]}", file=path)
     if repeated:
         warn_data(f"{path}: {repeated} repeated item(s); the first record of each is kept",
                   stacklevel=2)

@@ -244,6 +244,12 @@ def download_images(
 
     cache = Path(cache_dir)
     cache.mkdir(parents=True, exist_ok=True)
+    for part in cache.glob(".part-*"):  # left by a killed run (an hour old: not a live one's)
+        try:
+            if time.time() - part.stat().st_mtime > 3600:
+                part.unlink()
+        except OSError:
+            pass
     unique = list(dict.fromkeys(str(u).strip() for u in urls))
     result: Dict[str, Union[Path, str]] = {}
     todo = []
