@@ -52,7 +52,10 @@ give the same matrix.
 LATTICE's rule for the Amazon features) gives them the mean of the encoded rows, which whitening
 (STAIR's MI) maps to zero, so that the item is neutral in that modality rather than looking like
 an image of its own; ``"zero"`` a zero row; ``"error"`` stops with a
-:class:`~stair_pyg.data.errors.DataError` naming the items.
+:class:`~stair_pyg.data.errors.DataError` naming the items. Neither fill is neutral in the kNN
+modality graph: equal (mean) rows are each other's nearest neighbours, and a zero row's cosine
+is 0 to every item, so its neighbours are arbitrary ties. With many filled items, prefer
+``"error"`` and fix the images, or drop the image modality (``knn_k: {image: 0}``).
 """
 from __future__ import annotations
 
@@ -604,7 +607,7 @@ def encode_images(
         if s is None or not str(s).strip():
             problems[i] = "no image"
         elif is_url(s):
-            got = fetched.get(s, "not downloaded")
+            got = fetched.get(s.strip(), "not downloaded")
             if isinstance(got, Path):
                 paths[i] = got
             else:
