@@ -121,7 +121,8 @@ def test_prepare_small_with_fake_encoder(tmp_path, monkeypatch):
     text.write_text("x2\t  two\twords\nx9\tnine\nx10\tten  ten\n")
     out = prep.prepare_dataset(csv, tmp_path / "out", item_text=text, name="toy")
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        ["toy.inter", "u_id_mapping.csv", "i_id_mapping.csv", "item_text.tsv", "text_feat.npy"])
+        ["toy.inter", "u_id_mapping.csv", "i_id_mapping.csv", "item_text.tsv", "text_feat.npy",
+         "features.json"])
     items = read_tsv(out / "i_id_mapping.csv")
     assert items.item_id.tolist() == ["x10", "x2", "x9"]  # string ids: lexicographic rank
     assert read_tsv(out / "u_id_mapping.csv").user_id.tolist() == ["ua", "ub"]

@@ -25,7 +25,8 @@ from typing import Any, Callable, List, Optional
 _PACKAGE = str(Path(__file__).resolve().parents[1])
 
 COMMANDS = {
-    "prepare": "Raw interactions + item text -> an MMRec-format folder with text features",
+    "prepare": "Raw interactions + item text and images (Amazon data, a product table) -> an "
+               "MMRec-format folder with text and image features",
     "describe": "Summary of a dataset: users, items, interactions per split, cold start, features",
     "train": "Train a model from a YAML config (--set key=value overrides)",
     "evaluate": "Full-ranking evaluation of a checkpoint",

@@ -1,5 +1,6 @@
-r"""``stair-pyg describe``: users, items, interactions per split, density, cold-start counts and
-feature shapes of a dataset.
+r"""``stair-pyg describe``: users, items, interactions per split, density, cold-start counts and,
+per modality, the feature shape, coverage (items with a real feature row) and the rows filled for
+items without text or image (from the ``features.json`` that ``stair-pyg prepare`` writes).
 
 Examples::
 
@@ -87,7 +88,8 @@ def run(args: argparse.Namespace) -> int:
                 spec["split"] = args.split
             if args.encoding is not None and fmt in ("csv", "recbole"):
                 spec["encoding"] = args.encoding
-        summary = describe(load_dataset(spec))
+        summary = describe(load_dataset(spec),
+                           folder=spec.get("path") if spec["format"] == "mmrec" else None)
     except (DataError, OSError) as e:
         print(f"stair-pyg describe: error: {e}", file=sys.stderr)
         return 2

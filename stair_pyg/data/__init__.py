@@ -1,7 +1,9 @@
 r"""The data layer: the :class:`~torch_geometric.data.HeteroData` contract, loaders for MMRec,
 RecBole and CSV/TSV data (their shared :class:`InteractionOptions`), the synthetic default, splits,
-validation (:class:`DataError` for what is refused, :class:`DataWarning` for notices), text
-features, ``prepare`` and ``describe``."""
+validation (:class:`DataError` for what is refused, :class:`DataWarning` for notices), text and
+image features (:mod:`~stair_pyg.data.features`, :mod:`~stair_pyg.data.images`), product
+catalogues (:mod:`~stair_pyg.data.amazon`: the Amazon review data and product tables),
+``prepare`` and ``describe``."""
 from stair_pyg.data.csv import load_csv
 from stair_pyg.data.errors import DataError, DataWarning
 from stair_pyg.data.hetero import (EDGE, FEATURE_SUFFIX, REV_EDGE, RecDataset, Splits,
