@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 
-HELP = "Profiling benchmark: time and memory per model, phase by phase"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
