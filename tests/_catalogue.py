@@ -196,7 +196,7 @@ def write_amazon(folder: Path, release: str, image_url: "str | None" = None,
         elif release == "2018":
             meta.append(json.dumps({"asin": item_id(i), "title": title, "brand": brand,
                                     "category": ["Baby", "Toys"],
-                                    "description": [f"A fine", f"product {i}"],
+                                    "description": ["A fine", f"product {i}"],
                                     "imageURL": [url] if url else [],
                                     "imageURLHighRes": [url] if url else []}))
         else:

@@ -6,7 +6,6 @@ import copy
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from stair_pyg.data.hetero import build_hetero_data
 from stair_pyg.models._common import embedding_norm_loss, layer_mean

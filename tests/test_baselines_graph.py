@@ -6,7 +6,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from stair_pyg.data.hetero import build_hetero_data
 from stair_pyg.models.bm3 import BM3
 from stair_pyg.models.freedom import (FREEDOM, degree_sensitive_prune, knn_item_graph,
                                       modality_weights)

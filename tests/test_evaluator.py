@@ -179,7 +179,8 @@ from stair_pyg.eval.evaluator import evaluate_embeddings
 U, I, d, budget = 1000, 120_000, 32, int(sys.argv[1])
 g = torch.Generator().manual_seed(0)
 def pairs(n):
-    return torch.stack([torch.randint(0, U, (n,), generator=g), torch.randint(0, I, (n,), generator=g)])
+    return torch.stack([torch.randint(0, U, (n,), generator=g),
+                        torch.randint(0, I, (n,), generator=g)])
 splits = Splits(pairs(50_000), pairs(5_000), pairs(5_000))
 user_emb, item_emb = torch.randn(U, d, generator=g), torch.randn(I, d, generator=g)
 def status(key):

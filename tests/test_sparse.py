@@ -3,7 +3,8 @@ import torch
 
 from stair_pyg.models.base import Recommender
 from stair_pyg.nn.knn import knn_cosine
-from stair_pyg.nn.sparse import (SparseAdj, SparseAdjBuffer, receptive_field, series_rows, spmm, to_sparse_adj,
+from stair_pyg.nn.sparse import (SparseAdj, SparseAdjBuffer, receptive_field, series_rows, spmm,
+                                 to_sparse_adj,
                                  transpose_csr, user_item_adjacency)
 
 

@@ -239,8 +239,8 @@ def series_rows(x: Tensor, adj: SparseAdj, coefs: List[Tensor], index: Tensor,
     :math:`X`, computing only what those rows depend on (:func:`receptive_field`).
 
     The propagation of :func:`~stair_pyg.nn.neumann_smooth` (:math:`c_l = w^l / \sum_k w^k`;
-    LightGCN's :math:`c_l = 1/(L+1)` at :math:`w = 1`) restricted to a mini-batch: a BPR loss over a batch of
-    triples needs the output rows of its users and items only.
+    LightGCN's :math:`c_l = 1/(L+1)` at :math:`w = 1`) restricted to a mini-batch: a BPR loss
+    over a batch of triples needs the output rows of its users and items only.
 
     Args:
         x (torch.Tensor): :math:`X` ``[N, d]``.

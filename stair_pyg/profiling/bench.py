@@ -4,9 +4,9 @@ r"""Time and memory of every model on one dataset, phase by phase, side by side 
 Every model of :data:`~stair_pyg.models.MODELS` (but the content-only ablation) and PyG's own
 :class:`torch_geometric.nn.models.LightGCN` as shipped (:class:`PyGLightGCN`) is built by
 :func:`stair_pyg.train.build_model` and trained by the :class:`~stair_pyg.train.Trainer`'s own
-step, timed in four phases: negative **sampling**, **forward** (``model.recommendation_loss``), **backward**
-(the rest of :meth:`~stair_pyg.train.Trainer.train_step`: ``zero_grad``, ``backward`` and its
-finiteness check) and optimizer **step**; plus ``pre_epoch``. Warm-up batches are excluded, the
+step, timed in four phases: negative **sampling**, **forward** (``model.recommendation_loss``),
+**backward** (the rest of :meth:`~stair_pyg.train.Trainer.train_step`: ``zero_grad`` and
+``backward``) and optimizer **step**; plus ``pre_epoch``. Warm-up batches are excluded, the
 median of ``--repeats`` repeats is kept, and with ``--max-batches``/``--epochs-fraction`` a
 subset of the epoch is timed and extrapolated. One full-ranking evaluation of the test split
 (:func:`stair_pyg.eval.evaluate`) is timed too, and the peak memory of build + training
@@ -237,7 +237,8 @@ def build(name: str, data, args: argparse.Namespace) -> torch.nn.Module:
 
 def _stepper(trainer, batch_size: int):
     r"""``step(timer)``: one :meth:`Trainer.train_step` on the next batch of a shuffled epoch,
-    with ``sampling``, ``train_step`` and, inside it, ``forward`` (``model.recommendation_loss``) and ``step``
+    with ``sampling``, ``train_step`` and, inside it, ``forward``
+    (``model.recommendation_loss``) and ``step``
     (the optimizer's, through its step hooks) timed by :obj:`timer` (:obj:`None`: untimed)."""
     model, pairs, gen = trainer.model, trainer.train_pairs, trainer.generator
     negatives = getattr(model, "sample_negatives", trainer.sampler.sample)

@@ -12,9 +12,9 @@ A checkpoint is a dictionary saved with :func:`torch.save` and read back with
   improvement), ``history``, ``finished``;
 * ``config`` (the resolved configuration) and ``dataset`` (:func:`dataset_fingerprint`).
 
-:class:`TrainingState` is the typed form of that dictionary. Restoring checks the fingerprint, the model name and hyper-parameters and every parameter shape
-first, and raises :class:`CheckpointError` with what differs: a mismatching checkpoint is never
-silently ignored.
+:class:`TrainingState` is the typed form of that dictionary. Restoring checks the fingerprint, the
+model name and hyper-parameters and every parameter shape first, and raises :class:`CheckpointError`
+with what differs: a mismatching checkpoint is never silently ignored.
 """
 from __future__ import annotations
 

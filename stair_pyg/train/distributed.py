@@ -21,8 +21,8 @@ training graph with the same seed, the same optimizer. Per step, :class:`~stair_
    :class:`~stair_pyg.optim.StepwiseAdamW` is a deterministic function of the gradient).
 
 :class:`~torch.nn.parallel.DistributedDataParallel` is not used because the models' training entry
-point is :meth:`~stair_pyg.models.base.Recommender.recommendation_loss`, not :meth:`forward`, and some models
-propagate the whole graph inside it: one explicit bucketed all-reduce between
+point is :meth:`~stair_pyg.models.base.Recommender.recommendation_loss`, not :meth:`forward`,
+and some models propagate the whole graph inside it: one explicit bucketed all-reduce between
 :meth:`backward` and :meth:`step` is the same arithmetic with no wrapper to route calls through.
 
 Only rank 0 evaluates, logs, plots and writes files; the other ranks wait in a collective call
