@@ -105,7 +105,14 @@ class Recommender(torch.nn.Module):
         raise NotImplementedError
 
     def configure_optimizer(self, lr: float, weight_decay: float) -> torch.optim.Optimizer:
-        return torch.optim.Adam(self.parameters(), lr=lr, weight_decay=weight_decay)
+        r"""Adam with :obj:`weight_decay` as L2 (MMRec's optimizer), torch's fused kernel where
+        every parameter allows it (CPU or CUDA floats): one pass over all parameters instead of
+        one per tensor and per operation (on CPU torch's default is the per-tensor loop, about
+        8 ms of a 40 ms FREEDOM step on ``scientific``)."""
+        params = [p for p in self.parameters() if p.requires_grad]
+        fused = bool(params) and all(p.device.type in ("cpu", "cuda") and p.is_floating_point()
+                                     for p in params)
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=fused or None)
 
     def pre_epoch(self, epoch: int) -> None:
         return None
