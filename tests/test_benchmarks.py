@@ -180,12 +180,13 @@ def test_sweep_selects_on_validation_and_resumes(tmp_path):
     args = ("--quick", "--grid", "model.gamma=0.1,1.0", "--set", "train.epochs=3",
             "--final-seeds", "2", "--out", str(tmp_path))
     first = _run("sweep.py", *args)
-    result = json.loads((tmp_path / "sweep_quick.json").read_text())
+    result = json.loads((tmp_path / "sweep_quick-stair.json").read_text())
     assert len(result["points"]) == 2
     seed1 = [r for r in result["runs"].values() if r["seed"] == 1]
     best = max(seed1, key=lambda r: r["valid"]["NDCG@20"])
-    assert result["selected"] == best["overrides"]  # chosen on validation, never on test
-    assert result["final"]["seeds"] == [1, 2]
+    stair = result["models"]["stair"]
+    assert stair["selected"] == best["overrides"]  # chosen on validation, never on test
+    assert stair["final"]["seeds"] == [1, 2]
     assert any(r["seed"] == 2 and r["overrides"] == best["overrides"]
                for r in result["runs"].values())
     assert "selected" in first.stdout
