@@ -142,6 +142,9 @@ def test_propagation_quick(tmp_path):
     for fmt in ("SparseAdj", "torch CSR", "EdgeIndex", "edge_index"):
         assert _positive(formats[fmt]["forward_s"]) and _positive(formats[fmt]["backward_s"])
         assert _positive(formats[fmt]["forward_of_ceiling"])
+    for fmt in ("torch CSR", "EdgeIndex", "edge_index"):  # PyG's LGConv on the same format
+        assert _positive(formats[fmt]["lgconv_s"]) and _positive(formats[fmt]["vs_lgconv"])
+    assert "vs_lgconv" not in formats["SparseAdj"]  # LGConv does not take it
     assert "SparseTensor" in formats  # measured, or skipped with the reason
 
 
