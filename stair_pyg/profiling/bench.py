@@ -344,28 +344,18 @@ def _safe_profile(name, ds, args, device, out_dir) -> Dict[str, Any]:
         return {"model": name, "error": traceback.format_exc()}
 
 
-def _div(a: Optional[float], b: Optional[float]) -> float:
-    return a / b if a and b else float("nan")
-
-
 def add_ratios(result: Dict[str, Any]) -> None:
-    ok = [r for r in result["models"] if "error" not in r]
-    ref = next((r for r in ok if r["model"] == REFERENCE), None)
-    for r in ok if ref else []:
-        r["ratio"] = {"epoch": r["epoch_s"] / ref["epoch_s"], "eval": _div(r["eval_s"], ref["eval_s"]),
-                      "memory": _div(r.get("peak_bytes"), ref.get("peak_bytes")),
-                      "train_memory": _div(r.get("train_peak_bytes"), ref.get("train_peak_bytes")),
-                      **{p: r["phase_s"][p] / ref["epoch_s"] for p in PHASES}}
-    result["goals"] = goals(result)
-
-
-def goals(result: Dict[str, Any]) -> Dict[str, Any]:
-    r"""The targets: STAIR's epoch within 1.2x LightGCN's and below every multimodal
-    baseline's; its peak memory below theirs; a ``sports`` epoch within 10 s."""
+    r"""Ratios to our LightGCN, and the goals: STAIR's epoch within 1.2x LightGCN's and below
+    every multimodal baseline's; its peak memory below theirs; a ``sports`` epoch within 10 s."""
     by = {r["model"]: r for r in result["models"] if "error" not in r}
-    stair = by.get("stair")
-    if stair is None or REFERENCE not in by:
-        return {}
+    ref, stair, result["goals"] = by.get(REFERENCE), by.get("stair"), {}
+    div = lambda r, k: r[k] / ref[k] if r.get(k) and ref.get(k) else float("nan")  # noqa
+    for r in by.values() if ref else []:
+        r["ratio"] = {"epoch": r["epoch_s"] / ref["epoch_s"], "eval": div(r, "eval_s"),
+                      "memory": div(r, "peak_bytes"), "train_memory": div(r, "train_peak_bytes"),
+                      **{p: r["phase_s"][p] / ref["epoch_s"] for p in PHASES}}
+    if stair is None or ref is None:
+        return
     # Training peaks where every model has one (the evaluation is shared), else with evaluation.
     key = ("train_peak_bytes" if all(r.get("train_peak_bytes") is not None for r in by.values())
            else "peak_bytes")
@@ -376,7 +366,7 @@ def goals(result: Dict[str, Any]) -> Dict[str, Any]:
                                        for m in mm}}
     if Path(result["dataset"]["name"]).name == "sports":
         out["sports_epoch_at_most_10s"] = stair["epoch_s"] <= 10.0
-    return out
+    result["goals"] = out
 
 
 def _met(ok: bool) -> str:
@@ -384,9 +374,8 @@ def _met(ok: bool) -> str:
 
 
 def _yes_no(d: Dict[str, bool]) -> str:
-    if not d:
-        return "n/a (no multimodal baseline present)"
-    return ", ".join(f"{m} {'yes' if ok else '**no**'}" for m, ok in d.items())
+    return ", ".join(f"{m} {'yes' if ok else '**no**'}" for m, ok in d.items()) or (
+        "n/a (no multimodal baseline present)")
 
 
 def markdown_report(result: Dict[str, Any], absolute: bool) -> str:
@@ -602,8 +591,7 @@ def profile_all(args: argparse.Namespace) -> Dict[str, Any]:
         print(f"[profile] {name:18s} {status}  ({time.perf_counter() - t0:.0f} s wall)", flush=True)
     result = {"script": "profile", "dataset": info, "device": str(device),
               "device_name": M.device_name(device), "environment": M.environment(),
-              "settings": {k: v for k, v in vars(args).items()
-                           if k not in ("worker", "worker_out", "worker_settings")},
+              "settings": {k: v for k, v in vars(args).items() if not k.startswith("worker")},
               "reference": REFERENCE, "models": records}
     add_ratios(result)
     write_json(out_dir / "results.json", result)
