@@ -60,7 +60,8 @@ def adjacency_formats(edge_index: torch.Tensor, num_users: int, num_items: int,
     out: Dict[str, Any] = {
         "SparseAdj": user_item_adjacency(edge_index, num_users, num_items).to(device),
         "torch CSR": torch.sparse_coo_tensor(full.flip(0), torch.ones(full.size(1), device=device),
-                                             (n, n)).coalesce().to_sparse_csr(),
+                                             (n, n), check_invariants=False
+                                             ).coalesce().to_sparse_csr(),
         "EdgeIndex": EdgeIndex(full, sparse_size=(n, n), sort_order="row"),
         "SparseTensor": None}
     try:

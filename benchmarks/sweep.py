@@ -24,7 +24,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-from _results import BENCH_DIR, REPO_ROOT, write_section
+from _results import BENCH_DIR, write_section
 from stair_pyg.profiling.bench import COMPARED
 from stair_pyg.profiling.measure import MemoryMeter, device_name, environment, fmt_bytes
 from stair_pyg.profiling.report import markdown_table, mean_std, write_json
@@ -69,34 +69,20 @@ def grid_points(axes: List[List[Any]]) -> List[List[str]]:
             for combo in itertools.product(*(values for _, values in axes))]
 
 
-def load_yaml(path: Path) -> Dict[str, Any]:
+def model_config(args: argparse.Namespace, model: Optional[str]) -> Dict[str, Any]:
+    r"""The config (resolved: dataset paths absolute), with :obj:`model`'s packaged ``model``
+    section and ``train`` settings in place of the config's own, then the ``--set`` overrides."""
     import yaml
 
-    return yaml.safe_load(Path(path).read_text()) or {}
-
-
-def model_config(args: argparse.Namespace, model: Optional[str]) -> Dict[str, Any]:
-    r"""The config (dataset paths made absolute), with :obj:`model`'s packaged ``model`` section
-    and ``train`` settings in place of the config's own, then the ``--set`` overrides."""
     from stair_pyg.configs import find_config, model_config_path
-    from stair_pyg.train.config import apply_overrides
+    from stair_pyg.train.config import apply_overrides, load_config
 
-    if args.quick:
-        config = copy.deepcopy(QUICK_CONFIG)
-    else:
-        path = find_config(args.config)
-        if path is None:
-            raise SystemExit(f"error: --config {args.config}: no such file and no packaged "
-                             "config of that name")
-        config = load_yaml(path)
-        dataset = config.setdefault("dataset", {})
-        if "path" in dataset and not Path(dataset["path"]).is_absolute():
-            for root in (Path.cwd(), path.parent, REPO_ROOT):
-                if (root / dataset["path"]).exists():
-                    dataset["path"] = str((root / dataset["path"]).resolve())
-                    break
+    path = None if args.quick else find_config(args.config)
+    if path is None and not args.quick:
+        raise SystemExit(f"error: --config {args.config}: no such file and no packaged config")
+    config = copy.deepcopy(QUICK_CONFIG) if args.quick else load_config(path)
     if model is not None:
-        spec = load_yaml(model_config_path(model))
+        spec = yaml.safe_load(model_config_path(model).read_text())
         config["model"] = {**spec.get("model", {}), "name": model}
         train = {k: v for k, v in config.get("train", {}).items()
                  if k not in ("batch_size", "lr", "weight_decay", "seed")}
