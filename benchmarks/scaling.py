@@ -1,19 +1,11 @@
 r"""How time per epoch and peak memory grow with the number of interactions.
 
-A sweep over synthetic graphs (:func:`stair_pyg.profiling.bench.synthetic_graph`, ``sports``
-ratios, MMRec-sized timing-only features) from :math:`10^4` to :math:`10^7` interactions; every
-size is one run of the profile (``python -m stair_pyg.profiling``: each model in its own watched
-process, a subset of the epoch timed and extrapolated, no evaluation). States the largest size
-whose whole-process peak fits in ``--budget-gib``, measured or estimated (the output says which).
-The memory safety of the sweep (per-process limit, skipping by prediction, approximate kNN from
-``--approx-knn-from``) and ``--resume`` are described in ``benchmarks/README.md``.
-
-Examples::
-
-    python benchmarks/scaling.py --quick
-    python benchmarks/scaling.py --sizes 1e4,3e4,1e5,3e5,1e6,3e6,1e7 --write-results  # ~30 min, 2-core CPU
-    python benchmarks/scaling.py --resume --write-results  # after an interruption: finished
-                                                           # sizes are reused, not rerun
+A sweep over synthetic graphs (``sports`` ratios, MMRec-sized timing-only features); every size
+is one run of the profile (``python -m stair_pyg.profiling``: each model in its own watched
+process, ``--max-batches`` extrapolated, no evaluation). States the largest size whose
+whole-process peak fits in ``--budget-gib``, measured or estimated. The sweep's memory safety
+(per-process limit, skipping by prediction, approximate kNN) and ``--resume``: see
+``benchmarks/README.md``.
 """
 from __future__ import annotations
 
@@ -31,11 +23,7 @@ from stair_pyg.profiling.report import (linear_fit, loglog_fit, loglog_plot, mar
                                         write_json)
 from stair_pyg.profiling.watchdog import GIB, run_watched
 
-DEFAULT_SIZES = "1e4,3e4,1e5,3e5,1e6,3e6,1e7"
-#: Room beside a model's process: this script (~0.2 GiB), the profile's parent (~0.4 GiB while
-#: a worker runs: it holds no graph and no features then) and the operating system.
-DEFAULT_MEMORY_MARGIN_GIB = 2.0
-DEFAULT_APPROX_KNN_FROM = 1e6
+DEFAULTS = {"budget_gib": 24.0, "memory_margin_gib": 2.0, "approx_knn_from": 1e6}
 #: The hyper-parameters that switch the item kNN graphs to the approximate IVF search.
 APPROX_KNN_HPARAMS = ("stair.knn_method=ivf", "freedom.knn_method=ivf")
 
@@ -43,45 +31,33 @@ APPROX_KNN_HPARAMS = ("stair.knn_method=ivf", "freedom.knn_method=ivf")
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add = parser.add_argument
-    add("--sizes", default=DEFAULT_SIZES, help=f"interaction counts (default: {DEFAULT_SIZES})")
+    add("--sizes", default="1e4,3e4,1e5,3e5,1e6,3e6,1e7", help="interaction counts")
     add("--models", default=",".join(P.COMPARED))
     add("--batch-size", type=int, default=1024)
     add("--max-batches", type=int, default=5, help="timed batches per size (default: 5)")
-    add("--budget-gib", type=float, default=24.0,
-        help="memory of the machine the 'largest size' is stated for (default: 24)")
-    add("--memory-margin-gib", type=float, default=DEFAULT_MEMORY_MARGIN_GIB,
-        help="a model's process is killed above --budget-gib minus this (default: 2)")
+    add("--budget-gib", type=float, default=DEFAULTS["budget_gib"],
+        help="memory the 'largest size' is stated for (default: 24)")
+    add("--memory-margin-gib", type=float, default=DEFAULTS["memory_margin_gib"],
+        help="a model's process is killed above the budget minus this (default: 2)")
     add("--memory-limit-gib", type=float, default=None,
-        help="the limit itself, overriding budget minus margin; 0 = no limit, no skipping")
-    add("--approx-knn-from", type=float, default=DEFAULT_APPROX_KNN_FROM,
-        help="from this many interactions STAIR and FREEDOM use the approximate IVF kNN graph ("
-             + " ".join(f"--hparam {h}" for h in APPROX_KNN_HPARAMS) + "); 0 = never "
-             "(default: 1e6)")
-    add("--hparam", action="append", default=[], metavar="MODEL.KEY=VALUE",
-        help="passed on to the profile (after the kNN ones, so it wins)")
+        help="the limit itself, overriding budget minus margin; 0: no limit, no skipping")
+    add("--approx-knn-from", type=float, default=DEFAULTS["approx_knn_from"],
+        help="from this size STAIR and FREEDOM use the IVF kNN graph; 0: never (default: 1e6)")
+    add("--hparam", action="append", default=[], help="passed on to the profile (wins)")
     add("--timeout", type=float, default=3600,
         help="seconds per size; a size that runs out stops the sweep (default: 3600)")
-    add("--resume", action="store_true",
-        help="reuse the sizes a previous run with the same settings and --out finished")
-    common_arguments(parser)
-    return parser
+    add("--resume", action="store_true", help="reuse the sizes a previous run finished")
+    return common_arguments(parser)
 
 
 def memory_limit_bytes(args: argparse.Namespace) -> Optional[float]:
     r"""The per-process limit in bytes, :obj:`None` for none (``--quick`` runs in-process)."""
-    if args.quick:
-        return None
     gib = args.memory_limit_gib
     if gib is None:
         gib = args.budget_gib - args.memory_margin_gib
         if gib <= 0:
-            raise SystemExit(f"--budget-gib {args.budget_gib:g} minus --memory-margin-gib "
-                             f"{args.memory_margin_gib:g} leaves no memory for the models")
-    return gib * GIB if gib > 0 else None
-
-
-def knn_method(size: int, approx_knn_from: float) -> str:
-    return "ivf" if approx_knn_from and size >= approx_knn_from else "exact"
+            raise SystemExit("--budget-gib minus --memory-margin-gib leaves no memory")
+    return gib * GIB if gib > 0 and not args.quick else None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -102,9 +78,9 @@ def run(args: argparse.Namespace) -> int:
         if stopped:
             points.append({"size": size, "skipped": stopped})
             continue
-        knn = knn_method(size, args.approx_knn_from)
+        ivf = bool(args.approx_knn_from) and size >= args.approx_knn_from
         to_run, skipped = plan_size(points, models, size, limit)
-        point: Dict[str, Any] = {"size": size, "knn_method": knn, "models": dict(skipped)}
+        point = {"size": size, "knn_method": "ivf" if ivf else "exact", "models": dict(skipped)}
         points.append(point)
         for m, rec in skipped.items():
             print(f"[scaling] {size:,}: {m} skipped: {rec['skipped']}", flush=True)
@@ -113,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"[scaling] {size:,}: {stopped}, stopping", flush=True)
             continue
         run_dir = out / f"n{size}"
+        hparams = (APPROX_KNN_HPARAMS if ivf else ()) + tuple(args.hparam)
         profile_args = [
             "--dataset", "synthetic", "--num-interactions", str(size), "--models",
             ",".join(to_run), "--device", args.device, "--batch-size", str(args.batch_size),
@@ -120,22 +97,23 @@ def run(args: argparse.Namespace) -> int:
             "--skip-eval", "--no-trace", "--out", str(run_dir),
             *(["--threads", str(args.threads)] if args.threads else []),
             *(["--memory-limit-gib", f"{limit / GIB:.6g}"] if limit is not None else []),
-            *[a for h in (APPROX_KNN_HPARAMS if knn == "ivf" else ()) + tuple(args.hparam)
-              for a in ("--hparam", h)],
+            *[a for h in hparams for a in ("--hparam", h)],
             "--no-isolate" if args.quick else "--isolate"]
         # A finished size is kept with the exact profile command that made it; --resume reuses
         # it only for the same command (same models, size, settings and output).
-        key_path, key = run_dir / "sweep_command.json", {"profile_args": profile_args}
-        saved = _finished(run_dir, key_path, key) if args.resume else None
-        if saved is not None:
-            print(f"[scaling] {size:,}: reusing {run_dir / 'results.json'} (--resume)", flush=True)
-            point["wall_s"] = saved.get("wall_s")
-            _add_results(point, run_dir, device)
-            continue
+        key_path, results_path = run_dir / "sweep_command.json", run_dir / "results.json"
+        if args.resume and key_path.exists() and results_path.exists():
+            saved = json.loads(key_path.read_text())
+            if saved.get("profile_args") == profile_args:
+                print(f"[scaling] {size:,}: reusing {results_path} (--resume)", flush=True)
+                point["wall_s"] = saved.get("wall_s")
+                _add_results(point, results_path, device)
+                continue
         key_path.unlink(missing_ok=True)
-        (run_dir / "results.json").unlink(missing_ok=True)  # never read a previous run's
+        results_path.unlink(missing_ok=True)  # never read a previous run's
         t0 = time.perf_counter()
-        print(f"[scaling] {size:,} interactions ({', '.join(to_run)}; {knn} kNN) ...", flush=True)
+        print(f"[scaling] {size:,} interactions ({', '.join(to_run)}; "
+              f"{point['knn_method']} kNN) ...", flush=True)
         err = None
         if args.quick:  # in this process: no interpreter start-up per size
             rc = P.main(profile_args)
@@ -146,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
             if done["timed_out"]:
                 err = f"timed out after {args.timeout:.0f} s"
                 stopped = f"a smaller size timed out ({args.timeout:.0f} s)"
-            elif not (run_dir / "results.json").exists():
+            elif not results_path.exists():
                 err = done["stderr"][-2000:] or f"the profile exited {done['returncode']}"
         point["wall_s"] = time.perf_counter() - t0
         if err:
@@ -155,8 +133,8 @@ def run(args: argparse.Namespace) -> int:
             point["models"].update({m: {"error": last} for m in to_run})
             print(f"[scaling] {size:,}: {last}", flush=True)
             continue
-        _add_results(point, run_dir, device)
-        write_json(key_path, {**key, "wall_s": point["wall_s"]})
+        _add_results(point, results_path, device)
+        write_json(key_path, {"profile_args": profile_args, "wall_s": point["wall_s"]})
         print(f"[scaling] {size:,}: done in {point['wall_s']:.0f} s", flush=True)
 
     result = {"script": "scaling", "device": str(device), "device_name": device_name(device),
@@ -167,12 +145,16 @@ def run(args: argparse.Namespace) -> int:
     sizes, dev = [p["size"] for p in points], device.type
     figs = [keep_figure(out / f"{n}.png", f"{n}-{dev}.png")
             for n in ("scaling_time", "scaling_memory")] if args.write_results else []
+    command = f"python benchmarks/scaling.py --sizes {','.join(map(str, sizes))} --device {dev}"
+    changed = [k for k in ("memory_limit_gib", *DEFAULTS) if getattr(args, k) != DEFAULTS.get(k)]
+    command += "".join(f" --{k.replace('_', '-')} {getattr(args, k):g}" for k in changed)
+    command += "".join(f" --hparam {h}" for h in args.hparam)
     publish(result, out, report, args.write_results, dev,
             f"Scaling: synthetic graphs, {min(sizes):,} to {max(sizes):,} interactions " "({dev})",
             "Epoch times are ratios to our `lightgcn` at the same size; memory is absolute "
             "(machine-independent). Where epoch times do not grow with the size, the timed "
             "batches were too few for the load on the machine: read the time slopes as "
-            "unresolved there.", reproduce(args, sizes, dev),
+            "unresolved there.", command,
             before=["Synthetic features of MMRec's dimensions (4096-d image, 384-d text), "
                     f"timing-only. Epoch times extrapolated from {args.max_batches} timed "
                     "batches.", ""],
@@ -180,33 +162,9 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def reproduce(args: argparse.Namespace, sizes: Sequence[int], dev: str) -> str:
-    r"""The command of this sweep, as its section of RESULTS.md quotes it."""
-    command = (f"python benchmarks/scaling.py --sizes {','.join(str(n) for n in sizes)} "
-               f"--device {dev}")
-    if args.memory_limit_gib is not None:
-        command += f" --memory-limit-gib {args.memory_limit_gib:g}"
-    elif args.budget_gib != 24.0 or args.memory_margin_gib != DEFAULT_MEMORY_MARGIN_GIB:
-        command += f" --budget-gib {args.budget_gib:g} --memory-margin-gib {args.memory_margin_gib:g}"
-    if args.approx_knn_from != DEFAULT_APPROX_KNN_FROM:
-        command += f" --approx-knn-from {args.approx_knn_from:g}"
-    return command + "".join(f" --hparam {h}" for h in args.hparam)
-
-
-def _finished(run_dir: Path, key_path: Path, key: Dict[str, Any]) -> Optional[Dict[str, Any]]:
-    r"""The saved command record if :obj:`run_dir` holds a size finished by :obj:`key`."""
-    if not (key_path.exists() and (run_dir / "results.json").exists()):
-        return None
-    try:
-        saved = json.loads(key_path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-    return saved if saved.get("profile_args") == key["profile_args"] else None
-
-
-def _add_results(point: Dict[str, Any], run_dir: Path, device) -> None:
+def _add_results(point: Dict[str, Any], path: Path, device) -> None:
     r"""Fills :obj:`point` from one size's ``results.json``: what the sweep keeps of a record."""
-    res = json.loads((run_dir / "results.json").read_text())
+    res = json.loads(path.read_text())
     point.update({k: res["dataset"][k] for k in ("num_users", "num_items", "num_train")})
     for r in res["models"]:
         if "error" in r:
@@ -217,10 +175,9 @@ def _add_results(point: Dict[str, Any], run_dir: Path, device) -> None:
             host = r.get("process_peak_bytes") or r["memory"].get("peak_rss")
             entry = {"epoch_s": r["epoch_s"], "build_s": r["build_s"],
                      "peak_bytes": r["peak_bytes"],  # growth over the loaded dataset
-                     "host_peak_bytes": host,
+                     "host_peak_bytes": host, "parameters": r["parameters"],
                      "process_peak_bytes": host if device.type == "cpu"
                      else r["memory"].get("peak_reserved"),
-                     "parameters": r["parameters"],
                      "epoch_ratio": r.get("ratio", {}).get("epoch"),
                      "features_loaded": r.get("features_loaded")}
         point["models"][r["model"]] = entry
@@ -287,9 +244,9 @@ def fit_all(points: List[Dict[str, Any]], models: Sequence[str], budget: float
     fits: Dict[str, Any] = {}
     for model in models:
         xm, ym = _series(points, model, "process_peak_bytes")
-        entry: Dict[str, Any] = {"time_slope": loglog_fit(*_series(points, model, "epoch_s"))[0],
-                                 "memory_slope": loglog_fit(*_series(points, model,
-                                                                     "peak_bytes"))[0]}
+        entry: Dict[str, Any] = {
+            "time_slope": loglog_fit(*_series(points, model, "epoch_s"))[0],
+            "memory_slope": loglog_fit(*_series(points, model, "peak_bytes"))[0]}
         if xm:
             i = max(range(len(xm)), key=xm.__getitem__)
             entry.update(largest_run=xm[i], process_peak_at_largest_run=ym[i])
@@ -391,15 +348,13 @@ def report(result: Dict[str, Any], absolute: bool) -> str:
                if "num_train" in p else [f"{p['size']:,}", "", ""])
         rows.append(row + ([cell(recs.get(m), absolute) for m in models] if recs else
                            [p.get("skipped") or p.get("error", "error")] + [""] * (len(models) - 1)))
-    fits = []
-    for m, f in result["fits"].items():
-        fmt = lambda v: "n/a" if v is None or v != v else f"{v:.2f}"  # noqa: E731
-        mx = f.get("max_interactions")
-        fits.append([m, fmt(f["time_slope"]), fmt(f["memory_slope"]),
-                     fmt_bytes(f.get("bytes_per_interaction")),
-                     (f"{fmt_bytes(f['process_peak_at_largest_run'])} at {f['largest_run']:,}"
-                      if f.get("largest_run") else "n/a"),
-                     "n/a" if mx is None else f"{mx:.2e}", f.get("max_interactions_how", "n/a")])
+    fmt = lambda v: "n/a" if v is None or v != v else f"{v:.2f}"  # noqa: E731
+    fits = [[m, fmt(f["time_slope"]), fmt(f["memory_slope"]),
+             fmt_bytes(f.get("bytes_per_interaction")),
+             (f"{fmt_bytes(f['process_peak_at_largest_run'])} at {f['largest_run']:,}"
+              if f.get("largest_run") else "n/a"),
+             "n/a" if f.get("max_interactions") is None else f"{f['max_interactions']:.2e}",
+             f.get("max_interactions_how", "n/a")] for m, f in result["fits"].items()]
     lines = [markdown_table(["interactions", "users", "items"] + [
                  f"{m} epoch" + ("" if absolute else " × LightGCN") for m in models], rows), "",
              markdown_table(["model", "time slope", "memory slope", "process bytes / interaction",

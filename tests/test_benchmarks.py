@@ -142,6 +142,9 @@ def test_propagation_quick(tmp_path):
     for fmt in ("SparseAdj", "torch CSR", "EdgeIndex", "edge_index"):
         assert _positive(formats[fmt]["forward_s"]) and _positive(formats[fmt]["backward_s"])
         assert _positive(formats[fmt]["forward_of_ceiling"])
+    for fmt in ("torch CSR", "EdgeIndex", "edge_index"):  # PyG's LGConv on the same format
+        assert _positive(formats[fmt]["lgconv_s"]) and _positive(formats[fmt]["vs_lgconv"])
+    assert "vs_lgconv" not in formats["SparseAdj"]  # LGConv does not take it
     assert "SparseTensor" in formats  # measured, or skipped with the reason
 
 
@@ -180,12 +183,13 @@ def test_sweep_selects_on_validation_and_resumes(tmp_path):
     args = ("--quick", "--grid", "model.gamma=0.1,1.0", "--set", "train.epochs=3",
             "--final-seeds", "2", "--out", str(tmp_path))
     first = _run("sweep.py", *args)
-    result = json.loads((tmp_path / "sweep_quick.json").read_text())
+    result = json.loads((tmp_path / "sweep_quick-stair.json").read_text())
     assert len(result["points"]) == 2
     seed1 = [r for r in result["runs"].values() if r["seed"] == 1]
     best = max(seed1, key=lambda r: r["valid"]["NDCG@20"])
-    assert result["selected"] == best["overrides"]  # chosen on validation, never on test
-    assert result["final"]["seeds"] == [1, 2]
+    stair = result["models"]["stair"]
+    assert stair["selected"] == best["overrides"]  # chosen on validation, never on test
+    assert stair["final"]["seeds"] == [1, 2]
     assert any(r["seed"] == 2 and r["overrides"] == best["overrides"]
                for r in result["runs"].values())
     assert "selected" in first.stdout

@@ -5,22 +5,20 @@ Every model of :data:`~stair_pyg.models.MODELS` (but the content-only ablation) 
 :class:`torch_geometric.nn.models.LightGCN` as shipped (:class:`PyGLightGCN`) is built by
 :func:`stair_pyg.train.build_model` and trained by the :class:`~stair_pyg.train.Trainer`'s own
 step, timed in four phases: negative **sampling**, **forward** (``model.recommendation_loss``),
-**backward** (the rest of :meth:`~stair_pyg.train.Trainer.train_step`: ``zero_grad`` and
-``backward``) and optimizer **step**; plus ``pre_epoch``. Warm-up batches are excluded, the
-median of ``--repeats`` repeats is kept, and with ``--max-batches``/``--epochs-fraction`` a
-subset of the epoch is timed and extrapolated. One full-ranking evaluation of the test split
-(:func:`stair_pyg.eval.evaluate`) is timed too, and the peak memory of build + training
-(+ evaluation) measured, each model in its own watched process by default (``--isolate``;
-``--memory-limit-gib`` kills a worker above the limit). Ratios are to our ``lightgcn``.
-
-Outputs in ``--out``: ``results.json``, ``table.md``, ``profile.png``; with ``--trace`` (default
-on CUDA) a ``torch.profiler`` chrome trace of one training step per model and its top operators.
+**backward** (the rest of ``train_step``: ``zero_grad`` and ``backward``) and
+optimizer **step**; plus ``pre_epoch``. Warm-up batches are excluded, the median of ``--repeats``
+is kept, and ``--max-batches`` times a subset of the epoch and extrapolates. One full-ranking
+evaluation of the test split is timed, and the peak memory of build + training (+ evaluation)
+measured, each model in its own watched process by default (``--isolate``). Ratios are to our
+``lightgcn``. Outputs in ``--out``: ``results.json``, ``table.md``, ``profile.png``, and with
+``--trace`` (default on CUDA) a ``torch.profiler`` chrome trace of one step per model.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import math
+import statistics
 import sys
 import time
 import traceback
@@ -53,20 +51,13 @@ def uses_item_features(name: str) -> bool:
     return name not in PYG_MODELS and get_model(name).uses_item_features
 
 
-# --------------------------------------------------------------------------------------------
-# Datasets
-# --------------------------------------------------------------------------------------------
-
-
 def synthetic_graph(num_interactions: int, users_per_interaction: float = 1 / 6,
                     items_per_interaction: float = 1 / 12, zipf: float = 0.8, seed: int = 0,
                     feature_dims: Optional[Dict[str, int]] = None):
-    r"""A random implicit-feedback :class:`~stair_pyg.data.hetero.RecDataset` with about
-    :obj:`num_interactions` distinct training pairs (by default at ``sports``' ratios: 6 per user,
-    12 per item), Zipf-like item popularity, Gaussian item features of :obj:`feature_dims`
-    (timing-only), and one held-out item for a tenth of the users in each of valid and test.
-    Fast at :math:`10^7` interactions; the features are drawn last, so the graph is the same
-    with or without them."""
+    r"""A random :class:`~stair_pyg.data.hetero.RecDataset` of about :obj:`num_interactions`
+    training pairs (``sports``' ratios: 6 per user, 12 per item), Zipf-like item popularity,
+    Gaussian item features of :obj:`feature_dims` (drawn last: the same graph without them), one
+    held-out item for a tenth of the users in each of valid and test."""
     from stair_pyg.data.hetero import RecDataset, Splits, build_hetero_data
 
     gen = torch.Generator().manual_seed(seed)
@@ -94,40 +85,29 @@ def synthetic_graph(num_interactions: int, users_per_interaction: float = 1 / 6,
     return RecDataset(data, Splits(edge_index, valid, test))
 
 
-def dataset_path(name: str, data_root: Optional[str]) -> Path:
-    r"""The folder of dataset :obj:`name`: a path as given, else ``data_root/name``."""
-    path = Path(name)
-    if not path.exists() and data_root:
-        path = Path(data_root) / name
-    if not path.exists():
-        raise SystemExit(f"dataset '{name}' not found (looked for {path}); choose one of "
-                         f"{REAL_DATASETS + ['synthetic']} under --data-root, or give an MMRec "
-                         "folder")
-    return path
-
-
 def load_bench_dataset(args: argparse.Namespace, features: bool = True):
-    r"""``(RecDataset, info)`` for ``--dataset``: an MMRec folder, or ``synthetic``
-    (:func:`synthetic_graph` of ``--num-interactions``). Without item features of its own
-    (``synthetic``, :obj:`FEATURELESS_DATASETS`) it gets Gaussian ones of MMRec's dimensions,
-    timing-only, unless :obj:`features` is :obj:`False` (the isolated parent and the workers of
-    models that use none: 15 GB at :math:`10^7` interactions). ``info["features"]`` gives the
-    shapes a multimodal model sees, ``info["features_loaded"]`` whether this process holds them.
-    """
-    from stair_pyg.data import load_dataset  # imported before tracemalloc starts
+    r"""``(RecDataset, info)`` for ``--dataset``: an MMRec folder, or ``synthetic``. Without
+    item features of its own it gets Gaussian ones of MMRec's dimensions, timing-only, unless
+    :obj:`features` is :obj:`False` (the isolated parent and the workers of models that use none:
+    15 GB at :math:`10^7` interactions). ``info["features"]``: the shapes a multimodal model
+    sees; ``info["features_loaded"]``: whether this process holds them."""
+    from stair_pyg.data import load_dataset
     from stair_pyg.data.hetero import modality_features
 
     name = args.dataset
     info: Dict[str, Any] = {"name": name, "timing_only_features": True}
     t0 = time.perf_counter()
-    with M.tracemalloc_peak(info, "load_tracemalloc_peak"):
-        if name == "synthetic":
-            ds = synthetic_graph(args.num_interactions, seed=args.seed,
-                                 feature_dims=MMREC_FEATURE_DIMS if features else None)
-        else:
-            path = dataset_path(name, args.data_root)
-            ds = load_dataset({"format": "mmrec", "path": str(path)})
-            info["path"] = str(path)
+    if name == "synthetic":
+        ds = synthetic_graph(args.num_interactions, seed=args.seed,
+                             feature_dims=MMREC_FEATURE_DIMS if features else None)
+    else:
+        path = Path(name) if Path(name).exists() else Path(args.data_root or ".") / name
+        if not path.exists():
+            raise SystemExit(f"dataset '{name}' not found (looked for {path}); choose one of "
+                             f"{REAL_DATASETS + ['synthetic']} under --data-root, or give an "
+                             "MMRec folder")
+        ds = load_dataset({"format": "mmrec", "path": str(path)})
+        info["path"] = str(path)
     info["load_s"] = time.perf_counter() - t0
     data = ds.data
     num_items = int(data["item"].num_nodes)
@@ -146,19 +126,12 @@ def load_bench_dataset(args: argparse.Namespace, features: bool = True):
     return ds, info
 
 
-# --------------------------------------------------------------------------------------------
-# Models
-# --------------------------------------------------------------------------------------------
-
-
 class PyGLightGCN(torch.nn.Module):
     r""":class:`torch_geometric.nn.models.LightGCN` as shipped, trained as in PyG's
-    ``examples/lightgcn.py``: one homogeneous node set (users, then items), the undirected
-    ``edge_index`` of the training graph given to every forward (``gcn_norm`` inside every
-    call), negatives drawn by :func:`torch.randint` over all items, and
-    ``recommendation_loss(pos, neg, node_id=edge_label_index.unique())`` optimised by Adam.
-    With ``adjacency="csr"`` it receives a torch sparse CSR adjacency instead (PyG takes both).
-    """
+    ``examples/lightgcn.py``: users then items in one node set, the undirected training
+    ``edge_index`` given to every forward (``gcn_norm`` in every call), :func:`torch.randint`
+    negatives, ``recommendation_loss(..., node_id=edge_label_index.unique())`` and Adam. With
+    ``adjacency="csr"`` it gets a torch sparse CSR adjacency instead."""
 
     hparams: Dict[str, Any] = {}
 
@@ -178,8 +151,6 @@ class PyGLightGCN(torch.nn.Module):
         if adjacency == "csr":
             edge_index = torch.sparse_coo_tensor(
                 torch.stack([dst, src]), torch.ones(src.numel()), (n, n)).coalesce().to_sparse_csr()
-        elif adjacency != "edge_index":
-            raise ValueError(f"adjacency must be 'edge_index' or 'csr', got '{adjacency}'")
         self.register_buffer("edge_index", edge_index, persistent=False)
         self.model = LightGCN(num_nodes=n, embedding_dim=embedding_dim, num_layers=num_layers)
 
@@ -206,7 +177,7 @@ class PyGLightGCN(torch.nn.Module):
 
 def _model_config(name: str, args: argparse.Namespace) -> Dict[str, Any]:
     r"""``--embedding-dim``/``--num-layers`` where the model takes them, then its ``--hparam``
-    values (checked against its signature: an unknown key stops the run)."""
+    values (an unknown key stops the run)."""
     from stair_pyg.keywords import accepted_keywords, check_keywords
 
     fns = ((PyGLightGCN.__init__,) if name in PYG_MODELS
@@ -220,8 +191,7 @@ def _model_config(name: str, args: argparse.Namespace) -> Dict[str, Any]:
 
 
 def build(name: str, data, args: argparse.Namespace) -> torch.nn.Module:
-    r"""The model :obj:`name`, built on the profiled device (whitening and kNN graphs run
-    there, as in training)."""
+    r"""The model :obj:`name`, built on the profiled device (as in training)."""
     from stair_pyg.train import build_model, resolve_device
 
     if name in PYG_MODELS:
@@ -230,16 +200,10 @@ def build(name: str, data, args: argparse.Namespace) -> torch.nn.Module:
                        device=resolve_device(args.device))
 
 
-# --------------------------------------------------------------------------------------------
-# Measurement of one model
-# --------------------------------------------------------------------------------------------
-
-
 def _stepper(trainer, batch_size: int):
     r"""``step(timer)``: one :meth:`Trainer.train_step` on the next batch of a shuffled epoch,
-    with ``sampling``, ``train_step`` and, inside it, ``forward``
-    (``model.recommendation_loss``) and ``step``
-    (the optimizer's, through its step hooks) timed by :obj:`timer` (:obj:`None`: untimed)."""
+    ``sampling``, ``train_step``, ``forward`` and ``step`` (through the optimizer's step hooks)
+    timed by :obj:`timer` (:obj:`None`: untimed)."""
     model, pairs, gen = trainer.model, trainer.train_pairs, trainer.generator
     negatives = getattr(model, "sample_negatives", trainer.sampler.sample)
     current: List[Optional[M.PhaseTimer]] = [None]
@@ -290,10 +254,9 @@ def _phases(totals: Dict[str, float]) -> Dict[str, float]:
 
 
 def _trace(fn, device: torch.device, path: Path) -> Dict[str, Any]:
-    r"""Runs :obj:`fn` under :mod:`torch.profiler`; writes its chrome trace to :obj:`path` and
-    the operator table beside it; returns the trace path and the top operators by self time.
-    (:func:`torch_geometric.profile.torch_profile` writes ``timeline.json`` into the current
-    folder and keeps the profiler to itself, so the table could not be read back.)"""
+    r"""Runs :obj:`fn` under :mod:`torch.profiler`: its chrome trace to :obj:`path`, the operator
+    table beside it, the top operators by self time returned. (PyG's ``torch_profile`` writes
+    into the current folder and keeps the profiler, so the table could not be read back.)"""
     from torch.profiler import ProfilerActivity, profile
 
     cuda = device.type == "cuda"
@@ -337,8 +300,7 @@ def profile_model(name: str, ds, args: argparse.Namespace, device: torch.device,
         rec["parameters"] = count_parameters(model)
         step = _stepper(trainer, args.batch_size)
         nb = math.ceil(ds.splits.train.size(1) / args.batch_size)
-        timed = min(nb, args.max_batches or nb,
-                    max(1, math.ceil((args.epochs_fraction or 1.0) * nb)))
+        timed = min(nb, args.max_batches or nb)
         repeats = max(1, args.repeats)
         rec.update(num_batches=nb, timed_batches=timed, repeats=repeats,
                    warmup_batches=args.warmup, extrapolated=timed < nb)
@@ -350,7 +312,7 @@ def profile_model(name: str, ds, args: argparse.Namespace, device: torch.device,
         per_repeat: List[Dict[str, float]] = []
         pre_epoch_s: List[float] = []
         for r in range(repeats):
-            pre_epoch_s.append(M.time_call(lambda: model.pre_epoch(r + 1), device, 1, 0)["median"])
+            pre_epoch_s.append(M.time_call(lambda: model.pre_epoch(r + 1), device, 1, 0))
             timer = M.PhaseTimer(device)
             for _ in range(timed):
                 step(timer)
@@ -358,7 +320,7 @@ def profile_model(name: str, ds, args: argparse.Namespace, device: torch.device,
         per_repeat.sort(key=lambda t: sum(t.values()))  # the median repeat: its phases add up
         scale = nb / timed
         rec["phase_s"] = {p: v * scale for p, v in per_repeat[len(per_repeat) // 2].items()}
-        rec["pre_epoch_s"] = M.median(pre_epoch_s)
+        rec["pre_epoch_s"] = statistics.median(pre_epoch_s)
         rec["epoch_s"] = sum(rec["phase_s"].values()) + rec["pre_epoch_s"]
         rec["batch_ms"] = 1e3 * sum(rec["phase_s"].values()) / nb
         rec["epoch_s_repeats"] = [sum(t.values()) * scale for t in per_repeat]
@@ -366,7 +328,7 @@ def profile_model(name: str, ds, args: argparse.Namespace, device: torch.device,
         rec["eval_s"] = float("nan") if args.skip_eval else M.time_call(
             lambda: evaluate(model, ds.splits, "test", ks=(10, 20, 50),
                              batch_users=args.eval_batch_users, cold_start=False),
-            device, repeats=args.eval_repeats, warmup=1)["median"]
+            device, repeats=args.eval_repeats, warmup=1)
         if args.trace:
             rec["traced_phase"] = "training step"
             rec.update(_trace(step, device, out_dir / "traces" / f"{name}-step.json"))
@@ -382,33 +344,18 @@ def _safe_profile(name, ds, args, device, out_dir) -> Dict[str, Any]:
         return {"model": name, "error": traceback.format_exc()}
 
 
-# --------------------------------------------------------------------------------------------
-# Ratios, goals, report
-# --------------------------------------------------------------------------------------------
-
-
-def _div(a: Optional[float], b: Optional[float]) -> float:
-    return a / b if a and b else float("nan")
-
-
 def add_ratios(result: Dict[str, Any]) -> None:
-    ok = [r for r in result["models"] if "error" not in r]
-    ref = next((r for r in ok if r["model"] == REFERENCE), None)
-    for r in ok if ref else []:
-        r["ratio"] = {"epoch": r["epoch_s"] / ref["epoch_s"], "eval": _div(r["eval_s"], ref["eval_s"]),
-                      "memory": _div(r.get("peak_bytes"), ref.get("peak_bytes")),
-                      "train_memory": _div(r.get("train_peak_bytes"), ref.get("train_peak_bytes")),
-                      **{p: r["phase_s"][p] / ref["epoch_s"] for p in PHASES}}
-    result["goals"] = goals(result)
-
-
-def goals(result: Dict[str, Any]) -> Dict[str, Any]:
-    r"""The targets: STAIR's epoch within 1.2x LightGCN's and below every multimodal
-    baseline's; its peak memory below theirs; a ``sports`` epoch within 10 s."""
+    r"""Ratios to our LightGCN, and the goals: STAIR's epoch within 1.2x LightGCN's and below
+    every multimodal baseline's; its peak memory below theirs; a ``sports`` epoch within 10 s."""
     by = {r["model"]: r for r in result["models"] if "error" not in r}
-    stair = by.get("stair")
-    if stair is None or REFERENCE not in by:
-        return {}
+    ref, stair, result["goals"] = by.get(REFERENCE), by.get("stair"), {}
+    div = lambda r, k: r[k] / ref[k] if r.get(k) and ref.get(k) else float("nan")  # noqa
+    for r in by.values() if ref else []:
+        r["ratio"] = {"epoch": r["epoch_s"] / ref["epoch_s"], "eval": div(r, "eval_s"),
+                      "memory": div(r, "peak_bytes"), "train_memory": div(r, "train_peak_bytes"),
+                      **{p: r["phase_s"][p] / ref["epoch_s"] for p in PHASES}}
+    if stair is None or ref is None:
+        return
     # Training peaks where every model has one (the evaluation is shared), else with evaluation.
     key = ("train_peak_bytes" if all(r.get("train_peak_bytes") is not None for r in by.values())
            else "peak_bytes")
@@ -419,7 +366,7 @@ def goals(result: Dict[str, Any]) -> Dict[str, Any]:
                                        for m in mm}}
     if Path(result["dataset"]["name"]).name == "sports":
         out["sports_epoch_at_most_10s"] = stair["epoch_s"] <= 10.0
-    return out
+    result["goals"] = out
 
 
 def _met(ok: bool) -> str:
@@ -427,9 +374,8 @@ def _met(ok: bool) -> str:
 
 
 def _yes_no(d: Dict[str, bool]) -> str:
-    if not d:
-        return "n/a (no multimodal baseline present)"
-    return ", ".join(f"{m} {'yes' if ok else '**no**'}" for m, ok in d.items())
+    return ", ".join(f"{m} {'yes' if ok else '**no**'}" for m, ok in d.items()) or (
+        "n/a (no multimodal baseline present)")
 
 
 def markdown_report(result: Dict[str, Any], absolute: bool) -> str:
@@ -513,52 +459,40 @@ def plot(result: Dict[str, Any], path: Path) -> Path:
                             ("peak memory (MiB)", [(r["peak_bytes"] or 0) / 2**20 for r in recs]))
 
 
-# --------------------------------------------------------------------------------------------
-# Driver
-# --------------------------------------------------------------------------------------------
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument
     add("--dataset", default="sports", help="scientific | ml100k | baby | sports (under "
         "--data-root) | synthetic | an MMRec folder (default: sports)")
-    add("--data-root", default=None, help="folder holding the named datasets (default: none; "
-        "benchmarks/profile_models.py: the checkout's ../shared/data)")
-    add("--num-interactions", type=int, default=200_000,
-        help="training interactions of --dataset synthetic (default: 200000)")
-    add("--models", default=None, help=f"comma-separated subset of {DEFAULT_MODELS} (default: all)")
+    add("--data-root", default=None, help="folder of the named datasets (benchmarks/"
+        "profile_models.py: the checkout's ../shared/data)")
+    add("--num-interactions", type=int, default=200_000, help="of --dataset synthetic")
+    add("--models", default=None, help=f"comma-separated subset of {DEFAULT_MODELS}")
     add("--device", default="auto", help="auto | cpu | cuda (default: auto)")
     for flag, kind, default in (("--batch-size", int, 1024), ("--embedding-dim", int, 64),
                                 ("--num-layers", int, 3), ("--lr", float, 1e-3),
                                 ("--weight-decay", float, 0.0), ("--seed", int, 1),
-                                ("--eval-repeats", int, 3), ("--eval-batch-users", int, 4096)):
+                                ("--eval-repeats", int, 3), ("--eval-batch-users", int, 4096),
+                                ("--warmup", int, 3), ("--repeats", int, 3),
+                                ("--threads", int, None)):
         add(flag, type=kind, default=default)
     add("--hparam", action="append", default=[], metavar="MODEL.KEY=VALUE",
         help="extra constructor hyper-parameter, e.g. stair.gamma=0.1 (YAML value)")
     add("--max-batches", type=int, default=None,
         help="time this many batches per repeat and extrapolate to the epoch")
-    add("--epochs-fraction", type=float, default=None,
-        help="time this fraction of an epoch per repeat and extrapolate")
-    add("--warmup", type=int, default=3, help="untimed warm-up batches")
-    add("--repeats", type=int, default=3, help="timed repeats (median kept)")
-    add("--skip-eval", action="store_true", help="do not time the evaluation (scaling sweeps)")
-    add("--threads", type=int, default=None, help="torch.set_num_threads")
+    add("--skip-eval", action="store_true", help="do not time the evaluation")
     add("--trace", action=argparse.BooleanOptionalAction, default=None,
         help="torch.profiler trace of one training step per model (default: on for CUDA)")
     add("--isolate", action=argparse.BooleanOptionalAction, default=None,
-        help="each model in its own subprocess, for clean peak memory (default: on, except "
-             "--quick)")
+        help="each model in its own process, for clean peak memory (default: on, not --quick)")
     add("--no-tune-malloc", dest="tune_malloc", action="store_false",
-        help="leave glibc's malloc thresholds as they are (train.tune_malloc off)")
+        help="leave glibc's malloc thresholds as they are")
     add("--memory-limit-gib", type=float, default=None,
-        help=f"with --isolate: kill (SIGKILL) a worker whose resident memory, read every "
-             f"{MEMORY_POLL_S} s, exceeds this; it is reported as a memory failure")
+        help=f"with --isolate: kill a worker whose resident memory (read every {MEMORY_POLL_S} "
+             "s) exceeds this; reported as a memory failure")
     add("--out", default=None, help="output folder (default: build/bench/profile-<dataset>-<device>)")
-    add("--quick", action="store_true",
-        help="tiny synthetic graph, every model, a few batches (a smoke test)")
-    add("--worker", default=None, help=argparse.SUPPRESS)
-    add("--worker-out", default=None, help=argparse.SUPPRESS)
-    add("--worker-settings", default=None, help=argparse.SUPPRESS)
+    add("--quick", action="store_true", help="tiny synthetic graph, a few batches (smoke test)")
+    for hidden in ("--worker", "--worker-out", "--worker-settings"):
+        add(hidden, default=None, help=argparse.SUPPRESS)
 
 
 def finalize_args(args: argparse.Namespace) -> argparse.Namespace:
@@ -588,11 +522,8 @@ def finalize_args(args: argparse.Namespace) -> argparse.Namespace:
         args.model_hparams.setdefault(model, {})[attr] = yaml.safe_load(value)
     for name in args.model_hparams:
         _model_config(name, args)  # an unknown key fails here, not in every worker
-    if args.memory_limit_gib is not None and not args.isolate:
-        raise SystemExit("--memory-limit-gib needs --isolate (each model in its own watched "
-                         "process)")
-    if args.memory_limit_gib is not None and args.memory_limit_gib <= 0:
-        raise SystemExit(f"--memory-limit-gib must be positive, got {args.memory_limit_gib}")
+    if args.memory_limit_gib is not None and (not args.isolate or args.memory_limit_gib <= 0):
+        raise SystemExit("--memory-limit-gib needs --isolate and a positive value")
     if args.threads:
         torch.set_num_threads(args.threads)
     return args
@@ -660,8 +591,7 @@ def profile_all(args: argparse.Namespace) -> Dict[str, Any]:
         print(f"[profile] {name:18s} {status}  ({time.perf_counter() - t0:.0f} s wall)", flush=True)
     result = {"script": "profile", "dataset": info, "device": str(device),
               "device_name": M.device_name(device), "environment": M.environment(),
-              "settings": {k: v for k, v in vars(args).items()
-                           if k not in ("worker", "worker_out", "worker_settings")},
+              "settings": {k: v for k, v in vars(args).items() if not k.startswith("worker")},
               "reference": REFERENCE, "models": records}
     add_ratios(result)
     write_json(out_dir / "results.json", result)

@@ -7,8 +7,8 @@ by :meth:`~PhaseTimer.totals`, no synchronisation inside the timed loop) and wit
 
 Memory: CUDA's ``max_memory_allocated`` / ``max_memory_reserved`` after a reset; on CPU the peak
 resident set (``VmHWM`` of ``/proc/self/status``), reset by writing ``5`` to
-``/proc/self/clear_refs`` so that each section has its own high-water mark. PyTorch's CPU
-allocator does not report to :mod:`tracemalloc`, which is used only around dataset loading.
+``/proc/self/clear_refs`` so that each section has its own high-water mark (PyTorch's CPU
+allocator does not report to :mod:`tracemalloc`).
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import statistics
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
+from typing import Any, Callable, Dict, Iterator, List, Optional
 
 import torch
 
@@ -31,15 +31,10 @@ def synchronize(device: torch.device) -> None:
 
 class PhaseTimer:
     r"""Accumulates the time of named phases: ``with timer.phase("forward"): ...``, or
-    :meth:`start` / :meth:`stop` from hooks.
-
-    Args:
-        device (torch.device): The device the timed work runs on.
-    """
+    :meth:`start` / :meth:`stop` from hooks."""
 
     def __init__(self, device: torch.device):
-        self.cuda = device.type == "cuda"
-        self.device = device
+        self.device, self.cuda = device, device.type == "cuda"
         self._open: Dict[str, Any] = {}
         self._pairs: Dict[str, List[Any]] = {}
 
@@ -73,10 +68,9 @@ class PhaseTimer:
 
 
 def time_call(fn: Callable[[], Any], device: torch.device, repeats: int = 3,
-              warmup: int = 1) -> Dict[str, float]:
-    r"""Calls :obj:`fn` ``warmup`` times untimed, then ``repeats`` times timed by
-    :class:`torch_geometric.profile.timeit` (which synchronises CUDA around each call).
-    Returns ``{"median", "min", "max"}`` in seconds and ``"repeats"``."""
+              warmup: int = 1) -> float:
+    r"""The median seconds of :obj:`fn` over :obj:`repeats` calls after :obj:`warmup` untimed
+    ones, each timed by :class:`torch_geometric.profile.timeit` (which synchronises CUDA)."""
     from torch_geometric.profile import timeit
 
     for _ in range(warmup):
@@ -86,51 +80,38 @@ def time_call(fn: Callable[[], Any], device: torch.device, repeats: int = 3,
         with timeit(log=False) as t:
             fn()
         times.append(t.duration)
-    return {"median": statistics.median(times), "min": min(times), "max": max(times),
-            "repeats": len(times)}
+    return statistics.median(times)
 
 
-def median(values: Sequence[float]) -> float:
-    return float(statistics.median(values)) if len(values) else float("nan")
-
-
-def _status_kib(field: str, pid: str = "self") -> Optional[int]:
+def _status_bytes(field: str, pid: Any = "self") -> Optional[int]:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith(field + ":"):
-                return int(line.split()[1])
+                return int(line.split()[1]) * 1024
     except OSError:
-        return None
+        pass
     return None
 
 
-def current_rss_bytes() -> Optional[int]:
-    kib = _status_kib("VmRSS")
-    return None if kib is None else kib * 1024
-
-
 def peak_rss_bytes() -> Optional[int]:
-    r"""Peak resident set of this process since start or the last :func:`reset_peak_rss`."""
-    kib = _status_kib("VmHWM")
-    if kib is not None:
-        return kib * 1024
-    try:  # no /proc: ru_maxrss (KiB on Linux, bytes on macOS), never reset
+    r"""Peak resident set of this process since start or the last reset (``VmHWM``; without
+    ``/proc``, ``ru_maxrss``, never reset)."""
+    peak = _status_bytes("VmHWM")
+    if peak is None:
         import resource
 
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        return int(peak if platform.system() == "Darwin" else peak * 1024)
-    except Exception:  # pragma: no cover
-        return None
+        peak = int(peak if platform.system() == "Darwin" else peak * 1024)
+    return peak
 
 
 def process_memory_bytes(pid: int) -> Optional[int]:
-    r"""Resident memory of process :obj:`pid` as another process sees it: the larger of its
-    ``VmRSS`` and ``VmHWM`` (so that a spike between two reads is not missed), or :mod:`psutil`'s
-    ``rss`` without ``/proc``. :obj:`None` when the process is gone (or a zombie)."""
+    r"""Resident memory of process :obj:`pid` seen from another: the larger of its ``VmRSS``
+    and ``VmHWM`` (a spike between two reads is not missed), or :mod:`psutil`'s ``rss`` without
+    ``/proc``. :obj:`None` when the process is gone."""
     if Path("/proc/self/status").exists():
-        values = [_status_kib(f, str(pid)) for f in ("VmRSS", "VmHWM")]
-        values = [v * 1024 for v in values if v is not None]
-        return max(values) if values else None
+        values = [v for v in (_status_bytes(f, pid) for f in ("VmRSS", "VmHWM")) if v is not None]
+        return max(values, default=None)
     try:
         import psutil
 
@@ -152,32 +133,31 @@ def reset_peak_rss() -> bool:
 
 class MemoryMeter:
     r"""Peak memory of a code section, in :attr:`result`: on CUDA ``base_allocated``,
-    ``peak_allocated`` and ``peak_reserved``; everywhere ``base_rss`` and ``peak_rss`` (the
-    process high-water mark during the section) and ``rss_reset`` (whether it could be reset)."""
+    ``peak_allocated`` and ``peak_reserved``; everywhere ``base_rss``, ``peak_rss`` (the process
+    high-water mark) and ``rss_reset`` (whether it could be reset); ``peak``: the headline."""
 
     def __init__(self, device: torch.device):
-        self.device = device
+        self.device, self.cuda = device, device.type == "cuda"
         self.result: Dict[str, Any] = {}
 
     def __enter__(self) -> "MemoryMeter":
-        if self.device.type == "cuda":
+        if self.cuda:
             torch.cuda.synchronize(self.device)
             torch.cuda.reset_peak_memory_stats(self.device)
             self.result["base_allocated"] = torch.cuda.memory_allocated(self.device)
         self.result["rss_reset"] = reset_peak_rss()
-        self.result["base_rss"] = current_rss_bytes()
+        self.result["base_rss"] = _status_bytes("VmRSS")
         return self
 
     def so_far(self) -> Optional[int]:
-        r"""The headline figure up to now: CUDA peak allocated, or CPU peak RSS growth over the
-        base."""
-        if self.device.type == "cuda":
+        r"""CUDA peak allocated, or the CPU peak RSS growth over the base, up to now."""
+        if self.cuda:
             return torch.cuda.max_memory_allocated(self.device)
         peak, base = peak_rss_bytes(), self.result.get("base_rss")
         return None if peak is None or base is None else max(peak - base, 0)
 
     def __exit__(self, *exc: Any) -> None:
-        if self.device.type == "cuda":
+        if self.cuda:
             torch.cuda.synchronize(self.device)
             self.result["peak_allocated"] = torch.cuda.max_memory_allocated(self.device)
             self.result["peak_reserved"] = torch.cuda.max_memory_reserved(self.device)
@@ -188,26 +168,12 @@ class MemoryMeter:
         return self.result.get("peak")
 
 
-@contextmanager
-def tracemalloc_peak(out: Dict[str, Any], key: str) -> Iterator[None]:
-    r"""Records the :mod:`tracemalloc` peak (Python, NumPy, pandas; not PyTorch's CPU
-    allocator) of the section into ``out[key]``."""
-    import tracemalloc
-
-    was_tracing = tracemalloc.is_tracing()
-    if not was_tracing:
-        tracemalloc.start()
-    tracemalloc.reset_peak()
-    try:
-        yield
-    finally:
-        out[key] = tracemalloc.get_traced_memory()[1]
-        if not was_tracing:
-            tracemalloc.stop()
+def _missing(x: Optional[float]) -> bool:
+    return x is None or (isinstance(x, float) and math.isnan(x))
 
 
 def fmt_bytes(n: Optional[float]) -> str:
-    if n is None or (isinstance(n, float) and math.isnan(n)):
+    if _missing(n):
         return "n/a"
     for unit in ("B", "KiB", "MiB", "GiB"):
         if abs(n) < 1024:
@@ -217,7 +183,7 @@ def fmt_bytes(n: Optional[float]) -> str:
 
 
 def fmt_seconds(s: Optional[float]) -> str:
-    if s is None or (isinstance(s, float) and math.isnan(s)):
+    if _missing(s):
         return "n/a"
     if s >= 1:
         return f"{s:.0f} s" if s >= 100 else f"{s:.2f} s"
@@ -236,16 +202,10 @@ def device_name(device: torch.device) -> str:
     return f"{cpu} ({torch.get_num_threads()} torch threads, {os.cpu_count()} cores)"
 
 
-def load_average() -> Optional[float]:
-    r"""The 1-minute load average (Linux): what else ran beside a CPU benchmark."""
-    try:
-        return float(Path("/proc/loadavg").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-#: The load average when the benchmark process started (this module is imported at start-up).
-_START_LOAD = load_average()
+try:  # the 1-minute load average when the benchmark started (this module is imported then)
+    _START_LOAD: Optional[float] = os.getloadavg()[0]
+except (OSError, AttributeError):
+    _START_LOAD = None
 
 
 def environment() -> Dict[str, Any]:
@@ -261,6 +221,5 @@ def environment() -> Dict[str, Any]:
 def machine_note(env: Dict[str, Any]) -> str:
     r"""One sentence on the conditions of a CPU run: cores and the load average at its start."""
     load, cores = env.get("load_average"), env.get("cpu_count") or 1
-    if load is None:
-        return f"CPU run on a {cores}-core machine."
-    return f"CPU run on a {cores}-core machine (1-minute load average {load:.2f} when it started)."
+    return f"CPU run on a {cores}-core machine" + (
+        "." if load is None else f" (1-minute load average {load:.2f} when it started).")

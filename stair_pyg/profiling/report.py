@@ -20,16 +20,9 @@ import torch
 def write_json(path: Path, obj: Any) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(obj, indent=2, default=_json_default) + "\n")
+    default = lambda o: o.tolist() if isinstance(o, torch.Tensor) else str(o)  # noqa: E731
+    path.write_text(json.dumps(obj, indent=2, default=default) + "\n")
     return path
-
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, (torch.device, Path)):
-        return str(o)
-    if isinstance(o, torch.Tensor):
-        return o.tolist()
-    raise TypeError(f"not JSON serialisable: {type(o)}")
 
 
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]],
@@ -39,12 +32,10 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]],
     align = align or ["l"] + ["r"] * (len(headers) - 1)
     lines = ["| " + " | ".join(str(h) for h in headers) + " |",
              "|" + "|".join("---:" if a == "r" else "---" for a in align) + "|"]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
+    return "\n".join(lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows])
 
 
 def ratio(x: Optional[float]) -> str:
-    r"""``1.23×``, or ``n/a`` for a missing or NaN ratio."""
     return f"{x:.2f}×" if x is not None and not math.isnan(x) else "n/a"
 
 
@@ -80,14 +71,13 @@ def mean_std(values: Sequence[Optional[float]]) -> Dict[str, float]:
     values = [float(v) for v in values if v is not None and not math.isnan(float(v))]
     if not values:
         return {"mean": float("nan"), "std": float("nan"), "n": 0}
-    std = statistics.stdev(values) if len(values) > 1 else 0.0
-    return {"mean": statistics.fmean(values), "std": std, "n": len(values)}
+    return {"mean": statistics.fmean(values), "n": len(values),
+            "std": statistics.stdev(values) if len(values) > 1 else 0.0}
 
 
 def linear_fit(x: Sequence[float], y: Sequence[float]) -> Tuple[float, float]:
     r"""Least squares :math:`y = c x + b`; returns ``(c, b)`` (NaN slope without spread)."""
-    n = len(x)
-    mx, my = sum(x) / n, sum(y) / n
+    mx, my = statistics.fmean(x), statistics.fmean(y)
     sxx = sum((a - mx) ** 2 for a in x)
     c = sum((a - mx) * (b - my) for a, b in zip(x, y)) / sxx if sxx else float("nan")
     return c, my - c * mx
@@ -96,42 +86,37 @@ def linear_fit(x: Sequence[float], y: Sequence[float]) -> Tuple[float, float]:
 def loglog_fit(x: Sequence[float], y: Sequence[float]) -> Tuple[float, float]:
     r"""Least squares :math:`\log y = a + b \log x`; returns ``(b, a)``. Non-positive or NaN
     points are left out; ``(nan, nan)`` with fewer than two."""
-    pts = [(math.log(a), math.log(b)) for a, b in zip(x, y)
-           if a and b and a > 0 and b > 0 and not math.isnan(b)]
+    pts = [(math.log(a), math.log(b)) for a, b in zip(x, y) if a and b and a > 0 and b > 0]
     if len(pts) < 2:
         return float("nan"), float("nan")
-    return linear_fit([p[0] for p in pts], [p[1] for p in pts])
+    return linear_fit(*zip(*pts))
 
 
-def _pyplot():
+def _axes(ncols: int = 1, figsize=(6.4, 4.4)):
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    return plt
+    return plt.subplots(1, ncols, figsize=figsize, squeeze=False)
 
 
-def _save(plt, fig, path: Path) -> Path:
+def _save(fig, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
-    return path
+    return Path(path)
 
 
 def stacked_bar_plot(path: Path, labels: Sequence[str], stacks: Dict[str, Sequence[float]],
-                     ylabel: str, title: str,
-                     side: Optional[Tuple[str, Sequence[float]]] = None) -> Path:
-    r"""Stacked bars, one stack per key of :obj:`stacks`; optionally a second panel
-    :obj:`side` = ``(ylabel, values)``."""
-    plt = _pyplot()
-    ncols = 2 if side else 1
-    fig, axes = plt.subplots(1, ncols, figsize=(6 + 0.5 * len(labels) * ncols, 4.2),
-                             squeeze=False)
-    ax = axes[0][0]
-    bottom = [0.0] * len(labels)
+                     ylabel: str, title: str, side: Tuple[str, Sequence[float]]) -> Path:
+    r"""Stacked bars, one stack per key of :obj:`stacks`; beside them :obj:`side` =
+    ``(ylabel, values)``."""
+    fig, axes = _axes(2, (6 + len(labels), 4.2))
+    ax, bottom = axes[0][0], [0.0] * len(labels)
     for key, values in stacks.items():
         values = [0.0 if v is None or math.isnan(v) else v for v in values]
         ax.bar(labels, values, bottom=bottom, label=key)
@@ -139,30 +124,26 @@ def stacked_bar_plot(path: Path, labels: Sequence[str], stacks: Dict[str, Sequen
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8)
+    axes[0][1].bar(labels, [v or 0.0 for v in side[1]], color="tab:gray")
+    axes[0][1].set_ylabel(side[0])
     for a in axes[0]:
         a.tick_params(axis="x", rotation=45, labelsize=8)
-    if side:
-        axes[0][1].bar(labels, [0.0 if v is None else v for v in side[1]], color="tab:gray")
-        axes[0][1].set_ylabel(side[0])
-    return _save(plt, fig, path)
+    return _save(fig, path)
 
 
 def loglog_plot(path: Path, series: Dict[str, Tuple[Sequence[float], Sequence[float]]],
                 xlabel: str, ylabel: str, title: str) -> Path:
     r"""One log-log line per series ``name -> (x, y)``, its fitted slope in the legend."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    fig, axes = _axes()
+    ax = axes[0][0]
     for name, (x, y) in series.items():
-        pts = [(a, b) for a, b in zip(x, y) if b is not None and b > 0 and not math.isnan(b)]
-        if not pts:
-            continue
-        slope, _ = loglog_fit(*zip(*pts))
-        ax.plot(*zip(*pts), marker="o",
-                label=name if math.isnan(slope) else f"{name} (slope {slope:.2f})")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set(xlabel=xlabel, ylabel=ylabel)
+        pts = [(a, b) for a, b in zip(x, y) if b is not None and b > 0]
+        if pts:
+            slope = loglog_fit(*zip(*pts))[0]
+            ax.plot(*zip(*pts), marker="o",
+                    label=name if math.isnan(slope) else f"{name} (slope {slope:.2f})")
+    ax.set(xscale="log", yscale="log", xlabel=xlabel, ylabel=ylabel)
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7)
     ax.grid(True, which="both", alpha=0.3)
-    return _save(plt, fig, path)
+    return _save(fig, path)
