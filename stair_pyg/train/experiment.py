@@ -23,8 +23,9 @@ from stair_pyg.train.trainer import Trainer
 def build_model(model_config: Dict[str, Any], data,
                 device: Union[str, torch.device, None] = None) -> Recommender:
     r"""``get_model(model_config["name"]).from_data(data, **rest)``, built on :obj:`device`:
-    the training graph's features are moved there first, so that whitening and the kNN graphs
-    are computed where the model will train (a GPU, for example), not on the host."""
+    the training graph is moved there first (in place, as :meth:`HeteroData.to` does), so that
+    whitening and the kNN graphs are computed where the model will train (a GPU, for example),
+    not on the host. A hyper-parameter the model refuses raises :class:`ConfigError`."""
     from stair_pyg.models import get_model
 
     hparams = {k: v for k, v in model_config.items() if k != "name"}
