@@ -101,6 +101,19 @@ class Recommender(torch.nn.Module):
         ``[B]`` each."""
         raise NotImplementedError
 
+    def add_items(self, features: Dict[str, Tensor]) -> Tensor:
+        r"""Adds items that have modality features but no interactions (ids :math:`I, \dots,
+        I + n - 1`, in row order) and returns their ids, leaving every existing score
+        unchanged. Models that see items through their ID embeddings only cannot place an item
+        without interactions and raise :class:`NotImplementedError`."""
+        raise NotImplementedError(
+            f"{type(self).__name__} represents items by ID embeddings learnt from interactions "
+            f"only: it cannot place a new item from its features without retraining; use a "
+            f"model that reads item features (stair, content, vbpr, freedom, bm3, lgmrec)")
+
+    #: State entries recomputed from the training data that a checkpoint may lack.
+    derived_state_keys: Any = ()
+
     def configure_optimizer(self, lr: float, weight_decay: float) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.parameters(), lr=lr, weight_decay=weight_decay)
 
