@@ -111,6 +111,12 @@ class Recommender(torch.nn.Module):
             f"only: it cannot place a new item from its features without retraining; use a "
             f"model that reads item features (stair, content, vbpr, freedom, bm3, lgmrec)")
 
+    @property
+    def item_feature_dims(self) -> Dict[str, int]:
+        r"""``{modality: columns}`` of the item features :meth:`add_items` needs (empty for
+        models that do not read features)."""
+        return {}
+
     #: State entries recomputed from the training data that a checkpoint may lack.
     derived_state_keys: Any = ()
 

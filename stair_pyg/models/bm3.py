@@ -111,6 +111,10 @@ class BM3(Recommender):
         features = require_modalities(data, cls.__name__, hparams.get("modalities"))
         return cls(num_users, num_items, train_edge_index(data), features, **hparams)
 
+    @property
+    def item_feature_dims(self) -> Dict[str, int]:
+        return {m: int(self.features[m].size(1)) for m in self.modalities}
+
     @torch.no_grad()
     def add_items(self, features: Dict[str, Tensor]) -> Tensor:
         r"""Adds items with features but no interactions (ids :math:`I..I+n-1`, in row order),
@@ -123,8 +127,7 @@ class BM3(Recommender):
         embedding), so its ID row is set to :math:`\mathbf{e}_n / (1 + \frac{1}{L+1})`. The
         alignment is in direction only, so new items' score scale may differ from trained
         ones'. Existing items and scores are unchanged."""
-        dims = {m: int(self.features[m].size(1)) for m in self.modalities}
-        feats = check_new_features(features, dims, type(self).__name__)
+        feats = check_new_features(features, self.item_feature_dims, type(self).__name__)
         table = self.item_id_embedding
         enc = sum(self.projections[m](x.to(table)) for m, x in feats.items()) / len(feats)
         n = enc.size(0)

@@ -196,6 +196,10 @@ class FREEDOM(Recommender):
         features = require_modalities(data, cls.__name__, hparams.get("modalities"))
         return cls(num_users, num_items, train_edge_index(data), features, **hparams)
 
+    @property
+    def item_feature_dims(self) -> Dict[str, int]:
+        return {m: int(x.size(1)) for m, x in self._graph_features.items()}
+
     @torch.no_grad()
     def add_items(self, features: Dict[str, Tensor]) -> Tensor:
         r"""Adds items with features but no interactions (ids :math:`I..I+n-1`, in row order),
@@ -212,8 +216,7 @@ class FREEDOM(Recommender):
         representation vanishes). No existing row of :math:`S` gains an entry, so existing
         items and scores are unchanged. The new items' raw features join the (trainable)
         feature tables of the alignment term."""
-        dims = {m: int(x.size(1)) for m, x in self._graph_features.items()}
-        feats = check_new_features(features, dims, type(self).__name__)
+        feats = check_new_features(features, self.item_feature_dims, type(self).__name__)
         device = self.item_id_embedding.device
         n = next(iter(feats.values())).size(0)
         base = self.num_trained_items

@@ -184,6 +184,10 @@ class LGMRec(Recommender):
         features = require_modalities(data, cls.__name__, hparams.get("modalities"))
         return cls(num_users, num_items, train_edge_index(data), features, **hparams)
 
+    @property
+    def item_feature_dims(self) -> Dict[str, int]:
+        return {m: int(self.features(m).size(1)) for m in self.modalities}
+
     @torch.no_grad()
     def add_items(self, features: Dict[str, Tensor]) -> Tensor:
         r"""Adds items with features but no interactions (ids :math:`I..I+n-1`, in row order).
@@ -199,8 +203,7 @@ class LGMRec(Recommender):
         (one hypergraph layer). Existing representations do not depend on the new rows, but
         LGMRec draws Gumbel noise at every evaluation, so its scores are random already; with
         the same noise they are unchanged."""
-        dims = {m: int(self.features(m).size(1)) for m in self.modalities}
-        feats = check_new_features(features, dims, type(self).__name__)
+        feats = check_new_features(features, self.item_feature_dims, type(self).__name__)
         table = self.item_id_embedding
         n = next(iter(feats.values())).size(0)
         self.item_id_embedding = grow_rows(table, table.new_zeros(n, table.size(1)))

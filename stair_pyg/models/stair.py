@@ -248,6 +248,11 @@ class STAIR(Recommender):
         return [f"mi_{what}_{name}" for name, _ in self._mi_modalities
                 for what in ("mean", "projection")]
 
+    @property
+    def item_feature_dims(self) -> Dict[str, int]:
+        return {name: int(getattr(self, f"mi_mean_{name}").numel())
+                for name, _ in self._mi_modalities}
+
     def whitening(self, modality: str) -> Whitening:
         r"""MI's fitted whitening transform of :obj:`modality`."""
         return Whitening(getattr(self, f"mi_mean_{modality}"),
@@ -322,9 +327,7 @@ class STAIR(Recommender):
                              "place an item from its features (add_items needs MI)")
         if self.adj is None or self.train_edge_index is None:
             raise RuntimeError("no user-item graph: build the model with from_data()")
-        dims = {name: int(getattr(self, f"mi_mean_{name}").numel())
-                for name, _ in self._mi_modalities}
-        feats = check_new_features(features, dims, type(self).__name__)
+        feats = check_new_features(features, self.item_feature_dims, type(self).__name__)
         weight = self.item_embedding.weight
         feats = {m: x.to(device=weight.device, dtype=torch.float32) for m, x in feats.items()}
         n = next(iter(feats.values())).size(0)

@@ -81,7 +81,7 @@ class VBPR(Recommender):
         self.use_bias = bool(use_bias)
         feats = torch.cat([x.float() for x in features.values()], dim=-1)
         self.register_buffer("features", feats, persistent=False)
-        self.feature_dims = {name: int(x.size(1)) for name, x in features.items()}
+        self._feature_dims = {name: int(x.size(1)) for name, x in features.items()}
 
         self.user_embedding = torch.nn.Parameter(torch.empty(num_users, id_dim + self.feat_dim))
         self.item_id_embedding = torch.nn.Parameter(torch.empty(num_items, id_dim)) \
@@ -110,6 +110,10 @@ class VBPR(Recommender):
         features = require_modalities(data, cls.__name__, hparams.get("modalities"))
         return cls(num_users, num_items, features, **hparams)
 
+    @property
+    def item_feature_dims(self) -> Dict[str, int]:
+        return dict(self._feature_dims)
+
     @torch.no_grad()
     def add_items(self, features: Dict[str, Tensor]) -> Tensor:
         r"""Adds items with features but no interactions (ids :math:`I..I+n-1`, in row order):
@@ -120,7 +124,7 @@ class VBPR(Recommender):
         trained one with the same features) and the item bias :math:`\beta_n` (with
         :obj:`use_bias`; the feature bias :math:`\boldsymbol{\beta}'^\top\mathbf{f}_n`
         applies). Existing items and scores are unchanged."""
-        feats = check_new_features(features, self.feature_dims, type(self).__name__)
+        feats = check_new_features(features, self.item_feature_dims, type(self).__name__)
         x = torch.cat(list(feats.values()), dim=-1).to(self.features)
         n = x.size(0)
         self.features = torch.cat([self.features, x])
