@@ -267,3 +267,27 @@ def test_flat_index_search_equals_blocked_exact_search():
     assert torch.equal(got, exact)
     approx = mips_index(torch.randn(4000, 8, generator=gen), "ivfpq")
     assert next(index_topk(approx, users, ids, None, 5, 16))[1].shape == (16, 5)
+
+
+def test_cold_item_split_holds_items_out_of_train_and_valid():
+    from stair_pyg.data import load_dataset
+    from stair_pyg.eval import evaluate
+    from stair_pyg.models import ContentBPR
+
+    spec = {"format": "synthetic", "num_users": 100, "num_items": 60,
+            "interactions_per_user": 8, "modalities": {"text": 16, "image": 8}, "seed": 0}
+    base = load_dataset(spec)
+    ds = load_dataset(dict(spec, cold_items=0.2, cold_items_seed=1))
+    cold = ds.data["item"].cold_items
+    assert cold.numel() == round(0.2 * torch.unique(base.splits.train[1]).numel())
+    assert not torch.isin(ds.splits.train[1], cold).any()
+    assert not torch.isin(ds.splits.valid[1], cold).any()
+    moved = torch.cat(list(base.splits), 1)
+    moved = moved[:, torch.isin(moved[1], cold)]
+    assert torch.isin(ds.splits.test[1], cold).sum() == moved.size(1)  # all of theirs in test
+    assert sum(s.size(1) for s in ds.splits) == sum(s.size(1) for s in base.splits)
+    metrics = evaluate(ContentBPR.from_data(ds.data, embedding_dim=8), ds.splits, which="test",
+                       ks=(20,))
+    assert metrics["cold/num_items"] == cold.numel() and "Recall@20" in metrics
+    with pytest.raises(ValueError, match="cold_items"):
+        load_dataset(dict(spec, cold_items=1.5))

@@ -281,8 +281,10 @@ def _check_dataset_keys(dataset: Dict[str, Any]) -> None:
     fmt = dataset["format"]
     if fmt not in loaders:
         raise ConfigError(f"'dataset.format' must be one of {sorted(loaders)}, got {fmt!r}")
-    check_keywords([k for k in dataset if k != "format"], loaders[fmt], section="dataset",
-                   owner=f"format '{fmt}'", error=ConfigError, hidden=("options",))
+    check_keywords([k for k in dataset if k != "format" and k not in registry.COLD_KEYS],
+                   loaders[fmt], section="dataset",
+                   owner=f"format '{fmt}'",
+                   error=ConfigError, hidden=("options",))
 
 
 #: Constructor arguments that are data, not hyper-parameters: :meth:`from_data` fills them in.
