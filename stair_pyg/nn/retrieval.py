@@ -116,9 +116,11 @@ def mips_index(item_emb: Tensor, kind: str = "flat", num_cells: Optional[int] = 
     built through PyG: :obj:`"flat"` is :class:`~torch_geometric.nn.pool.MIPSKNNIndex` (exact:
     the same top-:math:`k` as :func:`topk_items` up to ties), :obj:`"ivfpq"`
     :class:`~torch_geometric.nn.pool.ApproxMIPSKNNIndex` (approximate: :obj:`num_cells`
-    inverted lists, default :math:`\lceil 4\sqrt{I}\,\rceil`, of which
-    :obj:`num_cells_to_visit` are searched; product quantisation into :math:`d/2` sub-vectors
-    of 8 bits unless :obj:`bits_per_vector` says otherwise).
+    inverted lists, default :math:`\lceil\sqrt{I}\,\rceil` (the coarse :math:`k`-means then
+    trains on at most :math:`256\sqrt{I}` rows: seconds at :math:`10^6` items), of which
+    :obj:`num_cells_to_visit` are searched; product quantisation into :obj:`bits_per_vector`
+    sub-vectors of 8 bits each, default :math:`d/4` (PyG's name for faiss' :math:`M`; training
+    costs about :math:`M` :math:`k`-means runs of 256 centroids on up to 65,536 rows)).
 
     Raises:
         ImportError: Without :obj:`faiss` (``pip install "stair-pyg[faiss]"``).
@@ -134,8 +136,8 @@ def mips_index(item_emb: Tensor, kind: str = "flat", num_cells: Optional[int] = 
     if kind == "ivfpq":
         import math
 
-        cells = num_cells or max(1, min(emb.size(0) // 39, math.ceil(4 * math.sqrt(emb.size(0)))))
-        sub = bits_per_vector or max(1, emb.size(1) // 2)  # PyG passes it as faiss' M
+        cells = num_cells or max(1, min(emb.size(0) // 39, math.ceil(math.sqrt(emb.size(0)))))
+        sub = bits_per_vector or max(1, emb.size(1) // 4)  # PyG passes it as faiss' M
         while emb.size(1) % sub:
             sub -= 1
         return ApproxMIPSKNNIndex(cells, min(num_cells_to_visit, cells), sub, emb=emb)
