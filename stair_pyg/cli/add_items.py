@@ -44,13 +44,14 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     try:
-        model, dataset, _ = load_trained(args.checkpoint, args.device)
+        loaded = load_trained(args.checkpoint, args.device)
+        model = loaded[0]
         dims = model.item_feature_dims
         if not dims:
             model.add_items({})  # raises the model's own reason (an ID-only model)
         features, raw_ids = load_new_item_features(args.features, dims)
         info = add_items_to_checkpoint(args.checkpoint, features, args.out, raw_ids,
-                                       args.device, dataset=dataset)
+                                       loaded=loaded)
     except (CheckpointError, DataError, FileNotFoundError, ValueError,
             NotImplementedError) as e:
         print(f"error: {e}", file=sys.stderr)

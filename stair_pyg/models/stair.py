@@ -311,8 +311,10 @@ class STAIR(Recommender):
            :math:`\mathbf{t}_n / \mathbf{c}_0`, which gives :math:`\mathbf{t}_n` exactly up
            to rounding. The degrees of all other nodes are unchanged, so every existing user's
            and item's representation, and every existing score, is bit-for-bit the same. The
-           modality graph of BSC is rebuilt over all items (same rule), so that further
-           training smooths the new items' updates too.
+           modality graph of BSC is rebuilt over all items (same rule and
+           :obj:`knn_method`, so the exact search costs :math:`O((I+n)^2 f)`), so that further
+           training smooths the new items' updates too; the item table is a new parameter, so
+           build the optimizer again (:meth:`configure_optimizer`) before training further.
 
         Args:
             features (Mapping[str, Tensor]): ``{modality: [n, f_m]}`` for every modality MI used,

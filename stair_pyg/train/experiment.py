@@ -153,8 +153,10 @@ def load_trained(path: Union[str, Path], device: Union[str, torch.device, None] 
 def add_items_to_checkpoint(path: Union[str, Path], features: Dict[str, torch.Tensor],
                             out: Union[str, Path], raw_ids: Optional[List[str]] = None,
                             device: Union[str, torch.device, None] = "cpu",
-                            dataset: Optional[RecDataset] = None) -> Dict[str, Any]:
-    r"""Loads a trained model (:func:`load_trained`), adds items with :obj:`features` to it
+                            dataset: Optional[RecDataset] = None,
+                            loaded: Optional[tuple] = None) -> Dict[str, Any]:
+    r"""Loads a trained model (:func:`load_trained`, or takes its result :obj:`loaded`), adds
+    items with :obj:`features` to it
     (``model.add_items``) and writes the result to :obj:`out` as a ``best``-kind checkpoint: the
     same configuration and dataset fingerprint, the grown ``model_state``, and an
     ``added_items`` entry ``{"batches": [{"features": {m: [n, f]}, "raw_ids": [...],
@@ -164,7 +166,7 @@ def add_items_to_checkpoint(path: Union[str, Path], features: Dict[str, torch.Te
     Returns:
         ``{"first_id": I, "num_added": n, "num_items": I + n, "raw_ids": [...]}``.
     """
-    model, dataset, state = load_trained(path, device, dataset)
+    model, dataset, state = loaded if loaded is not None else load_trained(path, device, dataset)
     first = model.num_items
     new_ids = model.add_items(features)
     n = int(new_ids.numel())
