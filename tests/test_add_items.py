@@ -291,3 +291,36 @@ def test_cold_item_split_holds_items_out_of_train_and_valid():
     assert metrics["cold/num_items"] == cold.numel() and "Recall@20" in metrics
     with pytest.raises(ValueError, match="cold_items"):
         load_dataset(dict(spec, cold_items=1.5))
+
+
+def _bench(name):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"_bench_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_cold_start_benchmark_quick(tmp_path):
+    out = tmp_path / "cold.json"
+    assert _bench("bench_cold_start").main(
+        ["--quick", "--epochs", "1", "--models", "stair+add_items,content",
+         "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    run = result["runs"][0]
+    assert set(run) == {"stair+add_items", "content"}
+    assert 0.0 <= run["stair+add_items"]["cold/Recall@20"] <= 1.0
+
+
+def test_serving_benchmark_quick(tmp_path):
+    out = tmp_path / "serving.json"
+    assert _bench("bench_serving").main(["--items", "3000", "--users", "64", "--clusters", "20", "--pq", "4",
+                                          "--out", str(out)]) == 0
+    row = json.loads(out.read_text())["rows"][0]
+    assert row["exact"]["recall@20"] == 1.0
+    if has_faiss():
+        assert row["faiss-flat"]["recall@20"] == pytest.approx(1.0)
+        assert 0.0 < row["faiss-ivfpq"]["recall@20"] <= 1.0
