@@ -5,8 +5,9 @@ For every seed :math:`s`, a fraction (``--cold``, default 0.1) of the items is h
 (:func:`stair_pyg.data.splits.hold_out_items` with ``cold_items_seed = s``): no training or
 validation interaction, all of theirs in test. The item ids are reordered so that the held-out
 items come last (a relabelling; every model sees the same one). Then, all on the same splits,
-selected on validation NDCG@20 with early stopping, reported on test (overall, and ``cold/``: the
-held-out items' test interactions, ranked among all items):
+selected on validation NDCG@20 with early stopping, reported on test (overall; ``cold/``: the
+held-out items' test interactions; ``warm/``: the other items' test interactions; every item
+ranked in each):
 
 * ``stair+add_items``: STAIR trained on the catalogue *without* the held-out items, saved,
   reloaded (:func:`stair_pyg.train.load_trained`), given the held-out items' features through
@@ -15,6 +16,8 @@ held-out items' test interactions, ranked among all items):
   (their features in MI and the modality graph, no interactions);
 * ``content``, ``vbpr``, ``freedom``: trained with the held-out items in the catalogue (they
   represent them from their features);
+* ``stair-before-add_items``: the same STAIR before ``add_items`` (warm catalogue only), on the
+  warm items' test pairs;
 * ``stair-no-cold-split``: STAIR under the dataset's own split (nothing held out), the
   reference for the overall figures. Its test split differs from the cold-split one (it lacks
   the held-out items' former training interactions), so the comparison of overall NDCG@20 is
@@ -59,7 +62,7 @@ from stair_pyg.data.hetero import RecDataset, Splits, build_hetero_data, modalit
 from stair_pyg.eval import evaluate  # noqa: E402
 from stair_pyg.train import load_config, load_trained, run_experiment  # noqa: E402
 
-METRICS = ["Recall@20", "NDCG@20", "cold/Recall@20", "cold/NDCG@20"]
+METRICS = ["Recall@20", "NDCG@20", "warm/NDCG@20", "cold/Recall@20", "cold/NDCG@20"]
 
 
 def reorder_items(ds: RecDataset, order: torch.Tensor, keep: int) -> RecDataset:
@@ -89,8 +92,19 @@ def model_config(base: Dict[str, Any], name: str, epochs: int, seed: int) -> Dic
     return cfg
 
 
-def pick(metrics: Dict[str, Any]) -> Dict[str, float]:
-    return {k: float(metrics.get(k, float("nan"))) for k in METRICS}
+def pick(metrics: Dict[str, Any], warm: Dict[str, Any] = None) -> Dict[str, float]:
+    out = {k: float(metrics.get(k, float("nan"))) for k in METRICS}
+    out["warm/NDCG@20"] = float((warm or {}).get("NDCG@20", float("nan")))
+    return out
+
+
+def scores(model, splits: Splits, warm_test: torch.Tensor) -> Dict[str, float]:
+    r"""Test metrics over all test pairs (and ``cold/``), and NDCG@20 over the test pairs of
+    the warm items only (``warm/``), every item ranked."""
+    full = evaluate(model, splits, which="test", ks=(20,))
+    warm = evaluate(model, Splits(splits.train, splits.valid, warm_test), which="test", ks=(20,),
+                    cold_start=False)
+    return pick(full, warm)
 
 
 def run_seed(spec: Dict[str, Any], base: Dict[str, Any], seed: int, cold: float, epochs: int,
@@ -106,6 +120,13 @@ def run_seed(spec: Dict[str, Any], base: Dict[str, Any], seed: int, cold: float,
     warm_count = num_items - held.numel()
     everything = reorder_items(split, order, num_items)
     warm_only = reorder_items(split, order, warm_count)
+    warm_test = warm_only.splits.test  # the test pairs of warm items
+
+    def trained(name: str, ds: RecDataset):
+        with tempfile.TemporaryDirectory() as tmp:
+            run_experiment(model_config(base, name, epochs, seed), out_dir=tmp, dataset=ds,
+                           progress=False)
+            return load_trained(Path(tmp) / "best.pt", "cpu", dataset=ds)[0]
 
     def timed(label: str, fn) -> None:
         start = time.perf_counter()
@@ -116,13 +137,13 @@ def run_seed(spec: Dict[str, Any], base: Dict[str, Any], seed: int, cold: float,
               + f" ({out[label]['seconds']} s)", flush=True)
 
     def add_items() -> Dict[str, float]:
-        with tempfile.TemporaryDirectory() as tmp:
-            run_experiment(model_config(base, "stair", epochs, seed), out_dir=tmp,
-                           dataset=warm_only, progress=False)
-            model, _, _ = load_trained(Path(tmp) / "best.pt", "cpu", dataset=warm_only)
+        model = trained("stair", warm_only)
+        # before: the warm catalogue alone, on the warm items' test pairs
+        out["stair-before-add_items"] = pick({}, evaluate(model, warm_only.splits, which="test",
+                                                         ks=(20,), cold_start=False))
         feats = modality_features(everything.data)
         model.add_items({m: x[warm_count:] for m, x in feats.items()})
-        return pick(evaluate(model, everything.splits, which="test", ks=(20,)))
+        return scores(model, everything.splits, warm_test)
 
     for name in models:
         if name == "stair+add_items":
@@ -132,9 +153,8 @@ def run_seed(spec: Dict[str, Any], base: Dict[str, Any], seed: int, cold: float,
                                                     dataset=full, progress=False)["test"]))
         else:
             model = "stair" if name.startswith("stair") else name
-            timed(name, lambda: pick(run_experiment(model_config(base, model, epochs, seed),
-                                                    dataset=everything,
-                                                    progress=False)["test"]))
+            timed(name, lambda: scores(trained(model, everything), everything.splits,
+                                       warm_test))
     return out
 
 
@@ -143,7 +163,8 @@ def summarise(runs: List[Dict[str, Dict[str, float]]]) -> Dict[str, Dict[str, st
     for name in runs[0]:
         row = {}
         for key in METRICS + ["seconds"]:
-            values = [r[name][key] for r in runs if r[name][key] == r[name][key]]
+            values = [r[name].get(key, float("nan")) for r in runs]
+            values = [v for v in values if v == v]
             if not values:
                 row[key] = "–"
                 continue

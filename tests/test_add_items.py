@@ -311,7 +311,7 @@ def test_cold_start_benchmark_quick(tmp_path):
          "--out", str(out)]) == 0
     result = json.loads(out.read_text())
     run = result["runs"][0]
-    assert set(run) == {"stair+add_items", "content"}
+    assert set(run) == {"stair+add_items", "stair-before-add_items", "content"}
     assert 0.0 <= run["stair+add_items"]["cold/Recall@20"] <= 1.0
 
 
