@@ -140,10 +140,10 @@ def main(argv: List[str] = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=str(BENCH_DIR / "results" / "serving.json"))
     args = parser.parse_args(argv)
-    torch.set_grad_enabled(False)
     print(f"serving benchmark: {args.users} users, d = {args.dim}, k = {args.k}, "
           f"{torch.get_num_threads()} threads", flush=True)
-    rows = [run(int(n), args) for n in args.items.split(",")]
+    with torch.no_grad():
+        rows = [run(int(n), args) for n in args.items.split(",")]
     methods = ["exact", "faiss-flat", "faiss-ivfpq"]
     lines = ["| items | method | build s | users/s | peak extra MiB | recall@20 vs exact |",
              "|---|---|---|---|---|---|"]
