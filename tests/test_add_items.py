@@ -181,6 +181,13 @@ def test_add_items_cli_round_trips_through_the_checkpoint(run_dir, capsys):
     assert main(["add-items", "--checkpoint", str(out), "--features", str(folder),
                  "--out", str(out2)]) == 0
     assert load_trained(out2, "cpu")[0].num_items == 84
+    # evaluate and export take the grown checkpoint; export names the added items' raw ids
+    assert main(["evaluate", "--checkpoint", str(out2), "--device", "cpu"]) == 0
+    assert main(["export", "--checkpoint", str(out), "--out", str(run_dir / "exp-new"),
+                 "--index", "none"]) == 0
+    items = (run_dir / "exp-new" / "items.tsv").read_text().splitlines()
+    assert items[0] == "itemID\traw_id\tadded" and items[-2:] == ["80\tsku-a\t1", "81\tsku-b\t1"]
+    assert np.load(run_dir / "exp-new" / "item_embeddings.npy").shape == (82, 16)
     capsys.readouterr()
 
 
