@@ -38,7 +38,6 @@ over seeds).
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import statistics
 import sys
@@ -58,7 +57,8 @@ import torch  # noqa: E402
 
 from stair_pyg.configs import config_path, model_config_path  # noqa: E402
 from stair_pyg.data import load_dataset  # noqa: E402
-from stair_pyg.data.hetero import RecDataset, Splits, build_hetero_data, modality_features  # noqa: E402,E501
+from stair_pyg.data.hetero import (RecDataset, Splits, build_hetero_data,  # noqa: E402
+                                   modality_features)
 from stair_pyg.eval import evaluate  # noqa: E402
 from stair_pyg.train import load_config, load_trained, run_experiment  # noqa: E402
 

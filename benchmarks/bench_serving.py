@@ -107,8 +107,8 @@ def run(num_items: int, args: argparse.Namespace) -> Dict[str, Any]:
         built = measure(lambda: mips_index(items, kind, num_cells_to_visit=args.probes,
                                            bits_per_vector=args.pq))
         index = built["result"]
-        search = measure(lambda: collect(index_topk(index, users, ids, exclude, args.k,
-                                                    args.index_batch)))
+        search = measure(lambda index=index: collect(index_topk(
+            index, users, ids, exclude, args.k, args.index_batch)))
         got = search["result"]
         hits = (got.unsqueeze(2) == truth.unsqueeze(1)).any(dim=2).float().sum()
         row[f"faiss-{kind}"] = {

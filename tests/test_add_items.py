@@ -13,7 +13,7 @@ from stair_pyg.data import make_synthetic
 from stair_pyg.data.hetero import modality_features
 from stair_pyg.models import MODELS, STAIR
 from stair_pyg.nn.retrieval import has_faiss
-from stair_pyg.train import load_checkpoint, load_trained
+from stair_pyg.train import load_trained
 
 
 @pytest.fixture(scope="module")
@@ -218,7 +218,8 @@ def test_add_items_cli_bad_inputs_give_one_line_errors(run_dir, capsys, tmp_path
         assert main(["add-items", "--checkpoint", str(best), "--features", str(folder),
                      "--out", str(tmp_path / "x.pt")]) == 2
         err = capsys.readouterr().err
-        assert err.splitlines()[-1].startswith("error: ") and message in err and "Traceback" not in err, err
+        assert err.splitlines()[-1].startswith("error: "), err
+        assert message in err and "Traceback" not in err, err
 
 
 def test_export_and_recommend_from_it_match_model_recommend(run_dir, capsys):
@@ -324,8 +325,8 @@ def test_cold_start_benchmark_quick(tmp_path):
 
 def test_serving_benchmark_quick(tmp_path):
     out = tmp_path / "serving.json"
-    assert _bench("bench_serving").main(["--items", "3000", "--users", "64", "--clusters", "20", "--pq", "4",
-                                          "--out", str(out)]) == 0
+    assert _bench("bench_serving").main(["--items", "3000", "--users", "64", "--clusters", "20",
+                                          "--pq", "4", "--out", str(out)]) == 0
     row = json.loads(out.read_text())["rows"][0]
     assert row["exact"]["recall@20"] == 1.0
     if has_faiss():

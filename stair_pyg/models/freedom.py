@@ -229,8 +229,8 @@ class FREEDOM(Recommender):
             vals.append(torch.full((n * k,), self._graph_weights[m] / k, device=device))
         self.item_adj.set(append_rows(self.item_adj.get(), torch.stack(
             [torch.cat(rows), torch.cat(cols)]), torch.cat(vals), n))
-        self.item_id_embedding = grow_rows(self.item_id_embedding,
-                                           self.item_id_embedding.new_zeros(n, self.item_id_embedding.size(1)))
+        table = self.item_id_embedding
+        self.item_id_embedding = grow_rows(table, table.new_zeros(n, table.size(1)))
         for m, x in feats.items():
             self.features[m] = grow_rows(self.features[m], x)
         first = self.num_items
