@@ -158,10 +158,20 @@ def test_low_dimensional_modality_and_hparams_round_trip():
     rebuilt = get_model("stair").from_data(data, **model.hparams)
     assert rebuilt.hparams == model.hparams
     assert torch.equal(rebuilt.item_embedding.weight, model.item_embedding.weight)
-    # Checkpoints hold the embeddings (and the FSC beta buffer), never the graphs.
+    # Checkpoints hold the embeddings, the FSC beta buffer and MI's whitening transforms (for
+    # add_items), never the graphs.
     state = model.state_dict()
-    assert set(state) == {"user_embedding.weight", "item_embedding.weight", "conv.beta"}
+    assert set(state) == {"user_embedding.weight", "item_embedding.weight", "conv.beta",
+                          "mi_mean_text", "mi_projection_text", "mi_mean_genre",
+                          "mi_projection_genre"}
+    assert state["mi_projection_genre"].shape == (5, 16)
     rebuilt.load_state_dict(state)
+    # an older checkpoint without the transforms still loads (they are recomputed from data)
+    from stair_pyg.train.checkpoint import load_model_state
+
+    old = {k: v for k, v in state.items() if not k.startswith("mi_")}
+    load_model_state(rebuilt, old)
+    assert torch.equal(rebuilt.mi_mean_text, model.mi_mean_text)
     clone = copy.deepcopy(model).double()
     assert clone.get_embedding()[0].dtype == torch.float64
     assert rel_err(clone.get_embedding()[1], model.get_embedding()[1]) < 1e-5

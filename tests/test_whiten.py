@@ -92,3 +92,31 @@ def test_float64_and_errors():
         whiten(x[0], 4)
     with pytest.raises(ValueError):
         whiten(x, 4, method="eig")
+
+
+@pytest.mark.parametrize("method", ["gram", "svd"])
+def test_fitted_transform_reproduces_whiten_and_places_new_rows(method):
+    # fit_whiten's (mean, projection) applied to the fitted rows is whiten's output; applied to
+    # a copy of a row it gives that row's coordinates (what STAIR.add_items relies on).
+    from stair_pyg.nn import fit_whiten
+
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(40, 12, generator=gen, dtype=torch.float64) @ torch.randn(
+        12, 12, generator=gen, dtype=torch.float64)
+    w, transform = fit_whiten(x, 16, method=method)  # 16 > 12: padded zero columns
+    assert torch.equal(w, whiten(x, 16, method=method))
+    assert transform.mean.shape == (12,) and transform.projection.shape == (12, 16)
+    torch.testing.assert_close(transform.apply(x), w, rtol=0, atol=1e-10)
+    torch.testing.assert_close(transform.apply(x[[5]]), w[[5]], rtol=0, atol=1e-10)
+    with pytest.raises(ValueError, match=r"shape \[N, 12\]"):
+        transform.apply(x[:, :5])
+
+
+def test_whiten_leaves_float64_input_unchanged():
+    # The Gram route once centred a float64 input in place (its blocks were views).
+    x = torch.randn(30, 6, dtype=torch.float64) + 3.0
+    before = x.clone()
+    a = whiten(x, 4, method="gram")
+    assert torch.equal(x, before)
+    assert torch.equal(a, whiten(x, 4, method="gram"))
+    torch.testing.assert_close(a.abs(), whiten(x, 4, method="svd").abs(), rtol=0, atol=1e-8)

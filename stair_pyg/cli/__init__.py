@@ -31,6 +31,8 @@ COMMANDS = {
     "train": "Train a model from a YAML config (--set key=value overrides)",
     "evaluate": "Full-ranking evaluation of a checkpoint",
     "recommend": "Top-k recommendations from a checkpoint (seen items excluded)",
+    "add-items": "Add items with features but no interactions to a trained model",
+    "export": "Final user/item embeddings (.npy) and, with faiss, an inner-product index",
     "bench": "Profiling benchmark: time and memory per model, phase by phase",
 }
 
@@ -87,7 +89,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         parser.print_help()
         return 2
     name = argv[0]
-    module = importlib.import_module(f"stair_pyg.cli.{name}")
+    module = importlib.import_module(f"stair_pyg.cli.{name.replace('-', '_')}")
     sub = argparse.ArgumentParser(prog=f"stair-pyg {name}", description=COMMANDS[name])
     module.add_arguments(sub)
     args = sub.parse_args(argv[1:])

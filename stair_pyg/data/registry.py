@@ -9,6 +9,8 @@ from stair_pyg.data.hetero import RecDataset
 from stair_pyg.keywords import check_keywords, missing_keywords
 
 HIDDEN = ("options",)  # the options object itself: its fields are the keys
+#: Keys of every format: the cold-item protocol (:func:`~stair_pyg.data.splits.hold_out_items`).
+COLD_KEYS = ("cold_items", "cold_items_seed")
 
 
 def _loaders() -> Dict[str, Callable[..., RecDataset]]:
@@ -34,7 +36,10 @@ def load_dataset(spec: Mapping[str, Any]) -> RecDataset:
     arguments (``path`` for the file formats, relative to the working directory; the fields of
     :class:`~stair_pyg.data.options.InteractionOptions` for ``recbole`` and ``csv``). Unknown
     keys raise :class:`ValueError` naming ``dataset.<key>`` and listing the accepted ones
-    (:func:`stair_pyg.keywords.check_keywords`, the check the config loader uses too).
+    (:func:`stair_pyg.keywords.check_keywords`, the check the config loader uses too). Every
+    format also takes ``cold_items`` (a fraction of the items held out entirely: no training
+    or validation interaction, all of theirs in test) and ``cold_items_seed``
+    (:func:`~stair_pyg.data.splits.hold_out_items`).
 
     Example::
 
@@ -43,18 +48,22 @@ def load_dataset(spec: Mapping[str, Any]) -> RecDataset:
     """
     if not isinstance(spec, Mapping):
         raise TypeError(f"dataset spec must be a mapping, got {type(spec).__name__}")
+    from stair_pyg.data.splits import hold_out_items
+
     kwargs = dict(spec)
     fmt = kwargs.pop("format", None)
     if fmt not in FORMATS:
         raise ValueError(f"dataset 'format' must be one of {list(FORMATS)}, got {fmt!r}")
     loader = _loaders()[fmt]
-    check_keywords(kwargs, loader, section="dataset", owner=f"format {fmt!r}", hidden=HIDDEN)
+    cold = {k: kwargs.pop(k) for k in COLD_KEYS if k in kwargs}
+    check_keywords(kwargs, loader, section="dataset", owner=f"format {fmt!r}",
+                   hidden=HIDDEN)
     missing = missing_keywords(kwargs, loader, hidden=HIDDEN)
     if missing:
         raise ValueError(f"dataset format {fmt!r} needs key(s) {missing}")
     if fmt == "synthetic":
         try:
-            return loader(**kwargs)
+            return hold_out_items(loader(**kwargs), **cold)
         except ValueError as e:  # a generator setting out of range: name the section
             raise DataError(f"dataset (synthetic): {e}") from None
-    return loader(**kwargs)
+    return hold_out_items(loader(**kwargs), **cold)

@@ -198,3 +198,70 @@ def leave_one_out_split(user: np.ndarray, timestamp: np.ndarray) -> np.ndarray:
     lab[(from_end == 1) & (size >= 3)] = VALID
     labels[order] = lab
     return labels
+
+
+def cold_item_labels(item: np.ndarray, label: np.ndarray, num_items: int, fraction: float,
+                     seed: int = 0) -> Tuple[np.ndarray, np.ndarray]:
+    r"""The cold-item protocol: a fraction of the items is held out entirely.
+
+    Of the items with at least one training interaction, :math:`\mathrm{round}(p \cdot n)` are
+    drawn uniformly (:obj:`fraction` :math:`p`, a generator seeded with :obj:`seed`); every
+    interaction of a drawn item, training and validation ones included, is relabelled
+    :data:`TEST`. Those items have no training or validation interaction left: a model never
+    sees them interact, and evaluation measures them as the ``cold/...`` figures (ranked
+    among all items).
+
+    Returns:
+        ``(new_label, cold)``: the labels, and the ascending ids of the held-out items.
+    """
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"the cold-item fraction must lie in [0, 1), got {fraction}")
+    eligible = np.unique(item[label == TRAIN])
+    count = int(round(fraction * eligible.size))
+    rng = np.random.default_rng(seed)
+    cold = np.sort(rng.choice(eligible, size=count, replace=False)) if count else \
+        np.empty(0, dtype=np.int64)
+    mask = np.zeros(num_items, dtype=bool)
+    mask[cold] = True
+    out = label.copy()
+    out[mask[item]] = TEST
+    return out, cold.astype(np.int64)
+
+
+def hold_out_items(dataset, cold_items: float = 0.0, cold_items_seed: int = 0):
+    r"""A :class:`~stair_pyg.data.hetero.RecDataset` with the cold-item protocol of
+    :func:`cold_item_labels` applied (``dataset.cold_items`` and ``dataset.cold_items_seed``
+    of a config, for any format): the held-out items' interactions leave train and valid for
+    test, their features stay. :obj:`cold_items` :math:`= 0` returns :obj:`dataset` as it is.
+    The held-out ids are stored as ``data["item"].cold_items``."""
+    if not isinstance(cold_items, (int, float)) or isinstance(cold_items, bool) or \
+            not 0.0 <= float(cold_items) < 1.0:
+        from stair_pyg.data.errors import DataError
+
+        raise DataError(f"'cold_items' must be a fraction in [0, 1), got {cold_items!r}")
+    if not isinstance(cold_items_seed, int) or isinstance(cold_items_seed, bool):
+        from stair_pyg.data.errors import DataError
+
+        raise DataError(f"'cold_items_seed' must be an integer, got {cold_items_seed!r}")
+    if cold_items == 0:
+        return dataset
+    import torch
+
+    from stair_pyg.data.hetero import RecDataset, Splits, build_hetero_data, modality_features
+
+    data, splits = dataset
+    edges = torch.cat(list(splits), dim=1).numpy()
+    label = np.concatenate([np.full(s.size(1), k, dtype=np.int64)
+                            for k, s in zip((TRAIN, VALID, TEST), splits)])
+    num_users, num_items = int(data["user"].num_nodes), int(data["item"].num_nodes)
+    label, cold = cold_item_labels(edges[1], label, num_items, float(cold_items),
+                                   cold_items_seed)
+    parts = []
+    for k in (TRAIN, VALID, TEST):
+        pairs = edges[:, label == k]
+        order = np.lexsort((pairs[1], pairs[0]))
+        parts.append(torch.from_numpy(np.ascontiguousarray(pairs[:, order])))
+    new = build_hetero_data(num_users, num_items, parts[0], features=modality_features(data),
+                            name=getattr(data, "name", None))
+    new["item"].cold_items = torch.from_numpy(cold)
+    return RecDataset(new, Splits(*parts))

@@ -145,7 +145,8 @@ def check_splits_not_empty(labels: np.ndarray, file: Optional[PathLike] = None) 
                             f"train {counts[0]}, valid {counts[1]}, test {counts[2]})", file=file)
 
 
-def check_features(x: np.ndarray, num_items: int, file: PathLike, modality: str) -> np.ndarray:
+def check_features(x: np.ndarray, num_items: int, file: PathLike, modality: str,
+                   distinct: bool = True) -> np.ndarray:
     r"""Checks an item feature matrix: two-dimensional with at least one column, real numbers,
     exactly one row per item, finite, and not the same for every item.
 
@@ -154,6 +155,9 @@ def check_features(x: np.ndarray, num_items: int, file: PathLike, modality: str)
     say) cannot tell items apart and is refused: a model would learn nothing from it. All-zero
     rows and (for dense features, not 0/1 multi-hot ones, which repeat by nature) rows equal to
     another row are kept, with a :class:`~stair_pyg.data.errors.DataWarning` giving the count.
+
+    :obj:`distinct=False` (new items added to a trained model, which may be few or alike) skips
+    the all-rows-equal check and the repeated-row notice.
 
     Returns:
         The features as ``float32``.
@@ -194,7 +198,7 @@ def check_features(x: np.ndarray, num_items: int, file: PathLike, modality: str)
         kind = "NaN" if np.isnan(x[row]).any() else "Inf"
         raise DataError(f"'{modality}' features contain {kind} ({int((~finite).sum())} row(s) "
                         f"with NaN/Inf)", file=file, row=row)
-    if n > 1 and like_first.all():
+    if distinct and n > 1 and like_first.all():
         what = "all zero" if zero[0] else "the same row for every item"
         raise DataError(f"'{modality}' features are {what}: the modality cannot tell items "
                         f"apart, so a model learns nothing from it (its loss stays at ln 2); "
@@ -203,7 +207,7 @@ def check_features(x: np.ndarray, num_items: int, file: PathLike, modality: str)
         warn_data(f"{file}: '{modality}' features: {int(zero.sum()):,} of {n:,} rows are all zero "
                   f"(first: row {int(np.flatnonzero(zero)[0])}); those items carry no "
                   f"{modality} information", stacklevel=2)
-    if not binary:
+    if distinct and not binary:
         repeated = repeated_rows(x)
         if repeated:
             warn_data(f"{file}: '{modality}' features: {repeated:,} of {n:,} rows repeat an "

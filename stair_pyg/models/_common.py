@@ -3,18 +3,20 @@ r"""Pieces shared by the baseline models (LightGCN, VBPR, FREEDOM, BM3, LGMRec, 
 * :func:`layer_mean`: LightGCN's propagation, the mean of :math:`\hat{A}^l X` over layers;
 * :func:`embedding_norm_loss`: MMRec's ``EmbLoss`` regulariser;
 * :func:`require_modalities`: the item features of a training graph, with a clear error when there
-  are none.
+  are none;
+* :func:`check_new_features`: the features of items added to a trained model (``add_items``),
+  validated against the training dimensions.
 """
 from __future__ import annotations
 
-from typing import Dict, Optional
+from typing import Dict, Mapping, Optional
 
 import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
 from stair_pyg.data.hetero import modality_features
-from stair_pyg.nn.sparse import SparseAdj
+from stair_pyg.nn.sparse import SparseAdj, csr_from_edge_index
 from stair_pyg.nn.stepwise import propagate_series
 
 
@@ -63,3 +65,72 @@ def require_modalities(data: HeteroData, model: str,
         raise ValueError(f"{model} needs item modality features (data['item'].<name>_feat), "
                          "but the training graph has none")
     return {m: x.float() for m, x in feats.items()}
+
+
+def check_new_features(features: Mapping[str, Tensor], dims: Mapping[str, int],
+                       model: str) -> Dict[str, Tensor]:
+    r"""Validates the features of new items for :obj:`model`'s ``add_items``: exactly the
+    modalities :obj:`dims` names (``{modality: columns}`` at training time), each a real 2-d
+    ``[n, f_m]`` tensor with :math:`n \geq 1` rows (the same :math:`n` for all) and the
+    training's :math:`f_m` columns, without NaN/Inf. Raises :class:`ValueError` naming the
+    modality; returns ``{modality: float32 tensor}`` in the order of :obj:`dims`."""
+    if not isinstance(features, Mapping):
+        raise ValueError(f"{model}.add_items: features must be a mapping {{modality: [n, f]}}, "
+                         f"got {type(features).__name__}")
+    missing = [m for m in dims if m not in features]
+    extra = [m for m in features if m not in dims]
+    if missing or extra:
+        raise ValueError(f"{model}.add_items: the new items need features of exactly the "
+                         f"trained modalities {list(dims)}; missing {missing}, unknown {extra}")
+    out: Dict[str, Tensor] = {}
+    rows = None
+    for m, f in dims.items():
+        x = torch.as_tensor(features[m])
+        if x.dim() != 2:
+            raise ValueError(f"{model}.add_items: '{m}' features must be 2-d [n, {f}], got shape "
+                             f"{tuple(x.shape)}")
+        if x.is_complex() or not (x.is_floating_point() or x.dtype in (
+                torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)):
+            raise ValueError(f"{model}.add_items: '{m}' features must be real numbers, got "
+                             f"dtype {x.dtype}")
+        if x.size(1) != f:
+            raise ValueError(f"{model}.add_items: '{m}' features have {x.size(1)} columns, the "
+                             f"model was trained with {f}")
+        if x.size(0) == 0:
+            raise ValueError(f"{model}.add_items: '{m}' features have no rows")
+        if rows is not None and x.size(0) != rows:
+            raise ValueError(f"{model}.add_items: the modalities disagree on the number of new "
+                             f"items ({rows} vs {x.size(0)} rows of '{m}')")
+        rows = x.size(0)
+        x = x.float()
+        bad = ~torch.isfinite(x).all(dim=1)
+        if bool(bad.any()):
+            row = int(torch.nonzero(bad)[0])
+            raise ValueError(f"{model}.add_items: '{m}' features contain NaN/Inf "
+                             f"({int(bad.sum())} row(s); first: row {row})")
+        out[m] = x
+    return out
+
+
+def append_rows(adj: SparseAdj, edge_index: Tensor, edge_weight: Tensor, num_new: int
+                ) -> SparseAdj:
+    r"""An ``[N, N]`` matrix grown to ``[N + n, N + n]``: the old rows keep exactly their
+    entries (so products over them are bit-for-bit the same), the new columns are empty and the
+    new rows :math:`N..N+n-1` hold ``A[N + edge_index[0], edge_index[1]] = edge_weight``
+    (duplicates summed)."""
+    old = adj.adj
+    n_old = old.size(0)
+    size = n_old + num_new
+    new = csr_from_edge_index(edge_index, edge_weight.to(old.values().dtype), (num_new, size))
+    crow = torch.cat([old.crow_indices(), old.crow_indices()[-1] + new.crow_indices()[1:]])
+    col = torch.cat([old.col_indices(), new.col_indices().to(old.col_indices().dtype)])
+    val = torch.cat([old.values(), new.values()])
+    out = torch.sparse_csr_tensor(crow, col, val, (size, size), check_invariants=False)
+    return SparseAdj(out, symmetric=False)
+
+
+def grow_rows(table: Tensor, rows: Tensor) -> torch.nn.Parameter:
+    r"""A parameter with the rows of :obj:`table` followed by :obj:`rows` (same
+    ``requires_grad``)."""
+    return torch.nn.Parameter(torch.cat([table.detach(), rows.to(table)]),
+                              requires_grad=table.requires_grad)

@@ -104,6 +104,25 @@ class Recommender(torch.nn.Module):
         ``[B]`` each."""
         raise NotImplementedError
 
+    def add_items(self, features: Dict[str, Tensor]) -> Tensor:
+        r"""Adds items that have modality features but no interactions (ids :math:`I, \dots,
+        I + n - 1`, in row order) and returns their ids, leaving every existing score
+        unchanged. Models that see items through their ID embeddings only cannot place an item
+        without interactions and raise :class:`NotImplementedError`."""
+        raise NotImplementedError(
+            f"{type(self).__name__} represents items by ID embeddings learnt from interactions "
+            f"only: it cannot place a new item from its features without retraining; use a "
+            f"model that reads item features (stair, content, vbpr, freedom, bm3, lgmrec)")
+
+    @property
+    def item_feature_dims(self) -> Dict[str, int]:
+        r"""``{modality: columns}`` of the item features :meth:`add_items` needs (empty for
+        models that do not read features)."""
+        return {}
+
+    #: State entries recomputed from the training data that a checkpoint may lack.
+    derived_state_keys: Any = ()
+
     def configure_optimizer(self, lr: float, weight_decay: float) -> torch.optim.Optimizer:
         r"""Adam with :obj:`weight_decay` as L2 (MMRec's optimizer), torch's fused kernel where
         every parameter allows it (CPU or CUDA floats): one pass over all parameters instead of

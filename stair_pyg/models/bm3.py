@@ -9,7 +9,8 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 
 from stair_pyg.data.hetero import num_users_items, train_edge_index
-from stair_pyg.models._common import embedding_norm_loss, layer_mean, require_modalities
+from stair_pyg.models._common import (check_new_features, embedding_norm_loss, grow_rows,
+                                     layer_mean, require_modalities)
 from stair_pyg.models.base import Recommender
 from stair_pyg.nn.sparse import SparseAdj, SparseAdjBuffer, user_item_adjacency
 
@@ -91,6 +92,7 @@ class BM3(Recommender):
         self.projections = torch.nn.ModuleDict()
         for m, x in features.items():
             self.projections[m] = torch.nn.Linear(x.size(1), embedding_dim)
+        self.register_buffer("edge_index", edge_index.long(), persistent=False)
         self.norm_adj = SparseAdjBuffer(user_item_adjacency(edge_index, num_users, num_items))
         self.reset_parameters()
 
@@ -108,6 +110,35 @@ class BM3(Recommender):
         num_users, num_items = num_users_items(data)
         features = require_modalities(data, cls.__name__, hparams.get("modalities"))
         return cls(num_users, num_items, train_edge_index(data), features, **hparams)
+
+    @property
+    def item_feature_dims(self) -> Dict[str, int]:
+        return {m: int(self.features[m].size(1)) for m in self.modalities}
+
+    @torch.no_grad()
+    def add_items(self, features: Dict[str, Tensor]) -> Tensor:
+        r"""Adds items with features but no interactions (ids :math:`I..I+n-1`, in row order),
+        through BM3's modality views, which training aligns with the item encodings
+        (:math:`g(\mathbf{e}^m_i) \approx \tilde{\mathbf{e}}_i` in cosine): the new item's
+        encoding is the mean of its projected modality features,
+        :math:`\mathbf{e}_n = \frac{1}{M}\sum_m (\mathbf{W}_m \mathbf{f}^m_n + \mathbf{b}_m)`,
+        scored as :math:`g(\mathbf{e}_u)^\top g(\mathbf{e}_n)` like any item. An isolated item's
+        encoding is :math:`(1 + \frac{1}{L+1}) \mathbf{E}^{id}_n` (its layer mean plus its ID
+        embedding), so its ID row is set to :math:`\mathbf{e}_n / (1 + \frac{1}{L+1})`. The
+        alignment is in direction only, so new items' score scale may differ from trained
+        ones'. Existing items and scores are unchanged."""
+        feats = check_new_features(features, self.item_feature_dims, type(self).__name__)
+        table = self.item_id_embedding
+        enc = sum(self.projections[m](x.to(table)) for m, x in feats.items()) / len(feats)
+        n = enc.size(0)
+        self.item_id_embedding = grow_rows(table, enc / (1.0 + 1.0 / (self.num_layers + 1)))
+        for m, x in feats.items():
+            self.features[m] = grow_rows(self.features[m], x)
+        first = self.num_items
+        self.num_items += n
+        self.norm_adj.set(user_item_adjacency(self.edge_index, self.num_users, self.num_items).to(
+            self.norm_adj.val.dtype))
+        return torch.arange(first, self.num_items, device=table.device)
 
     def encode(self, adj: Optional[SparseAdj] = None) -> Tuple[Tensor, Tensor]:
         r"""Encoder outputs :math:`(\mathbf{E}_U, \mathbf{E}_I)` before the predictor."""

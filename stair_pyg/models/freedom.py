@@ -8,10 +8,11 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 
 from stair_pyg.data.hetero import num_users_items, train_edge_index
-from stair_pyg.models._common import layer_mean, require_modalities
+from stair_pyg.models._common import (append_rows, check_new_features, grow_rows, layer_mean,
+                                     require_modalities)
 from stair_pyg.models.base import Recommender, bpr_loss
 from stair_pyg.nn.knn import METHODS as KNN_METHODS
-from stair_pyg.nn.knn import knn_cosine
+from stair_pyg.nn.knn import knn_cosine, knn_cosine_to
 from stair_pyg.nn.sparse import (SparseAdj, SparseAdjBuffer, csr_from_edge_index, gcn_normalize,
                                  user_item_adjacency)
 
@@ -172,6 +173,11 @@ class FREEDOM(Recommender):
         self.norm_adj = SparseAdjBuffer(user_item_adjacency(edge_index, num_users, num_items))
         self.masked_adj: Optional[SparseAdjBuffer] = None
         weights = modality_weights(self.modalities, mm_image_weight)
+        self._graph_weights = weights
+        self._knn_k = int(knn_k)
+        # The features the frozen item graph was built from (the trainable copies drift).
+        self._graph_features = {m: x.detach() for m, x in features.items()}
+        self.num_trained_items = self.num_items
         self.item_adj = SparseAdjBuffer(knn_item_graph(
             {m: x.detach() for m, x in features.items()}, knn_k, weights, knn_method))
         self.reset_parameters()
@@ -189,6 +195,50 @@ class FREEDOM(Recommender):
         num_users, num_items = num_users_items(data)
         features = require_modalities(data, cls.__name__, hparams.get("modalities"))
         return cls(num_users, num_items, train_edge_index(data), features, **hparams)
+
+    @property
+    def item_feature_dims(self) -> Dict[str, int]:
+        return {m: int(x.size(1)) for m, x in self._graph_features.items()}
+
+    @torch.no_grad()
+    def add_items(self, features: Dict[str, Tensor]) -> Tensor:
+        r"""Adds items with features but no interactions (ids :math:`I..I+n-1`, in row order),
+        through FREEDOM's own item-item graph: the new item :math:`n`'s row of :math:`S` holds
+        its :obj:`knn_k` most cosine-similar *trained* items per modality, each with weight
+        :math:`w_m / k` (the normalised value of a kept entry), so that
+
+        .. math::
+            \mathbf{e}_n = \big(S^{L_m} \mathbf{E}^{id}\big)_n
+            = \sum_m \frac{w_m}{k} \sum_{j \in \mathrm{top}\text{-}k_m(n)}
+            \big(S^{L_m - 1}\mathbf{E}^{id}\big)_j,
+
+        its ID embedding being zero and it having no interactions (the user-item part of its
+        representation vanishes). No existing row of :math:`S` gains an entry, so existing
+        items and scores are unchanged. The new items' raw features join the (trainable)
+        feature tables of the alignment term."""
+        feats = check_new_features(features, self.item_feature_dims, type(self).__name__)
+        device = self.item_id_embedding.device
+        n = next(iter(feats.values())).size(0)
+        base = self.num_trained_items
+        rows, cols, vals = [], [], []
+        k = min(self._knn_k, base)
+        for m, x in feats.items():
+            nbr = knn_cosine_to(x.to(device), self._graph_features[m][:base].to(device), k)
+            rows.append(torch.arange(n, device=device).repeat_interleave(k))
+            cols.append(nbr.reshape(-1))
+            vals.append(torch.full((n * k,), self._graph_weights[m] / k, device=device))
+        self.item_adj.set(append_rows(self.item_adj.get(), torch.stack(
+            [torch.cat(rows), torch.cat(cols)]), torch.cat(vals), n))
+        table = self.item_id_embedding
+        self.item_id_embedding = grow_rows(table, table.new_zeros(n, table.size(1)))
+        for m, x in feats.items():
+            self.features[m] = grow_rows(self.features[m], x)
+        first = self.num_items
+        self.num_items += n
+        self.norm_adj.set(user_item_adjacency(self.edge_index, self.num_users, self.num_items).to(
+            self.norm_adj.val.dtype))
+        self.masked_adj = None
+        return torch.arange(first, self.num_items, device=device)
 
     def pre_epoch(self, epoch: int) -> None:
         r"""Samples this epoch's pruned user-item graph :math:`\tilde{A}`."""

@@ -10,7 +10,8 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 
 from stair_pyg.data.hetero import num_users_items, train_edge_index
-from stair_pyg.models._common import embedding_norm_loss, layer_mean, require_modalities
+from stair_pyg.models._common import (check_new_features, embedding_norm_loss, grow_rows,
+                                     layer_mean, require_modalities)
 from stair_pyg.models.base import Recommender, bpr_loss
 from stair_pyg.nn.sparse import (SparseAdj, SparseAdjBuffer, csr_from_edge_index, spmm,
                                  user_item_adjacency)
@@ -160,6 +161,7 @@ class LGMRec(Recommender):
             self.register_buffer(f"feat_{m}", x.float(), persistent=False)
 
         edge_index = edge_index.long()
+        self.register_buffer("edge_index", edge_index, persistent=False)
         self.norm_adj = SparseAdjBuffer(user_item_adjacency(edge_index, num_users, num_items))
         interactions = csr_from_edge_index(edge_index, None, (num_users, num_items))
         interactions = torch.sparse_csr_tensor(  # duplicates count once, as MMRec's 0/1 matrix
@@ -181,6 +183,44 @@ class LGMRec(Recommender):
         num_users, num_items = num_users_items(data)
         features = require_modalities(data, cls.__name__, hparams.get("modalities"))
         return cls(num_users, num_items, train_edge_index(data), features, **hparams)
+
+    @property
+    def item_feature_dims(self) -> Dict[str, int]:
+        return {m: int(self.features(m).size(1)) for m in self.modalities}
+
+    @torch.no_grad()
+    def add_items(self, features: Dict[str, Tensor]) -> Tensor:
+        r"""Adds items with features but no interactions (ids :math:`I..I+n-1`, in row order).
+        A new item has a zero ID embedding and no edges, so its collaborative and local
+        modality embeddings vanish and LGMRec's global part places it: its hyperedge
+        assignments come from its features, :math:`\mathbf{H}^m_n =
+        \mathrm{GumbelSoftmax}_\tau(\mathbf{f}^m_n \mathbf{V}_m)`, so
+
+        .. math::
+            \mathbf{e}_n = \alpha\, \mathrm{norm}\Big(\sum_m \mathbf{H}^m_n
+            (\mathbf{H}^m_I)^\top \mathbf{E}^c_I\Big)
+
+        (one hypergraph layer). Existing representations do not depend on the new rows, but
+        LGMRec draws Gumbel noise at every evaluation, so its scores are random already; with
+        the same noise they are unchanged."""
+        feats = check_new_features(features, self.item_feature_dims, type(self).__name__)
+        table = self.item_id_embedding
+        n = next(iter(feats.values())).size(0)
+        self.item_id_embedding = grow_rows(table, table.new_zeros(n, table.size(1)))
+        for m, x in feats.items():
+            self.register_buffer(f"feat_{m}", torch.cat([self.features(m), x.to(table)]),
+                                 persistent=False)
+        first = self.num_items
+        self.num_items += n
+        self.norm_adj.set(user_item_adjacency(self.edge_index, self.num_users, self.num_items).to(
+            self.norm_adj.val.dtype))
+        interactions = csr_from_edge_index(self.edge_index, None,
+                                           (self.num_users, self.num_items))
+        interactions = torch.sparse_csr_tensor(
+            interactions.crow_indices(), interactions.col_indices(),
+            torch.ones_like(interactions.values()), interactions.shape, check_invariants=False)
+        self.interactions.set(SparseAdj(interactions.to(table.device), symmetric=False))
+        return torch.arange(first, self.num_items, device=table.device)
 
     def features(self, modality: str) -> Tensor:
         return getattr(self, f"feat_{modality}")

@@ -3,7 +3,7 @@ initialisation (MI)."""
 from __future__ import annotations
 
 import warnings
-from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -12,12 +12,14 @@ from torch_geometric.data import HeteroData
 from torch_geometric.typing import Adj, OptTensor
 
 from stair_pyg.data.hetero import modality_features, num_users_items, train_edge_index
+from stair_pyg.models._common import check_new_features
 from stair_pyg.models.base import Recommender, bpr_loss
 from stair_pyg.nn.knn import METHODS as KNN_METHODS
+from stair_pyg.nn.knn import knn_cosine_to
 from stair_pyg.nn.modality_graph import modality_graph
 from stair_pyg.nn.sparse import SparseAdj, SparseAdjBuffer, to_sparse_adj, user_item_adjacency
 from stair_pyg.nn.stepwise import StepwiseConv, propagate_series
-from stair_pyg.nn.whiten import whiten
+from stair_pyg.nn.whiten import Whitening, fit_whiten
 from stair_pyg.optim.stepwise_adamw import StepwiseAdamW
 
 #: Neighbours per item in the modality graph (and weight in MI), as in the paper.
@@ -54,7 +56,9 @@ class STAIR(Recommender):
     items get plain AdamW: the model is FSC alone.
 
     Both graphs are :class:`~stair_pyg.nn.sparse.SparseAdjBuffer` sub-modules, so checkpoints
-    hold the embeddings only and :meth:`to` moves everything.
+    hold the embeddings only and :meth:`to` moves everything. MI's fitted whitening transforms
+    (mean and projection per modality) are persistent buffers ``mi_mean_<m>`` and
+    ``mi_projection_<m>``: :meth:`add_items` places new items with them.
 
     Args:
         num_users (int): Number of users :math:`U`.
@@ -102,6 +106,13 @@ class STAIR(Recommender):
         self.register_buffer("train_edge_index", None, persistent=False)
         self.adj: Optional[SparseAdjBuffer] = None
         self.item_adj: Optional[SparseAdjBuffer] = None
+        # MI's modalities (name, k) and the trained items' raw features (references to the
+        # training graph's tensors, not state: from_data gives them back after a reload).
+        self._mi_modalities: List[Tuple[str, int]] = []
+        self._mi_features: Dict[str, Tensor] = {}
+        #: Items that came from training (the rest were placed by add_items).
+        self.num_trained_items = self.num_items
+        self._added: List[Dict[str, Tensor]] = []  # features of the items add_items placed
         self.reset_parameters()
 
     def reset_parameters(self):
@@ -199,6 +210,7 @@ class STAIR(Recommender):
             if x.dim() != 2 or x.size(0) != self.num_items:
                 raise ValueError(f"modality features must have shape [{self.num_items}, f], got "
                                  f"{tuple(x.shape)}")
+        named = names if isinstance(features, Mapping) else [str(m) for m in range(len(feats))]
         pairs = [(x, int(km)) for x, km in zip(feats, ks) if int(km) > 0]
         if not pairs:
             return
@@ -210,7 +222,18 @@ class STAIR(Recommender):
             edge_weight.to(device=weight.device, dtype=weight.dtype), symmetric=True))
 
         total = sum(km for _, km in pairs)
-        items = sum(whiten(x, self.embedding_dim).to(torch.float64) * km for x, km in pairs)
+        items = None
+        self._mi_modalities, self._mi_features = [], {}
+        for name, x, km in zip(named, feats, ks):
+            if int(km) <= 0:
+                continue
+            w, transform = fit_whiten(x, self.embedding_dim)
+            self.register_buffer(f"mi_mean_{name}", transform.mean.to(weight.device))
+            self.register_buffer(f"mi_projection_{name}", transform.projection.to(weight.device))
+            self._mi_modalities.append((name, int(km)))
+            self._mi_features[name] = x
+            part = w.to(torch.float64) * int(km)
+            items = part if items is None else items + part
         items = (items / total).to(device=weight.device, dtype=weight.dtype)
         self.item_embedding.weight.copy_(items)
         self.user_embedding.weight.copy_(self.user_means(items))
@@ -225,6 +248,148 @@ class STAIR(Recommender):
         out.index_add_(0, users, item_emb[items])
         count = torch.bincount(users, minlength=self.num_users).clamp_min(1)
         return out / count.unsqueeze(1).to(item_emb.dtype)
+
+    @property
+    def derived_state_keys(self) -> List[str]:
+        r"""State entries computed from the training data (MI's whitening buffers): a
+        checkpoint written before they were stored may lack them, and the rebuilt model's own
+        values are then kept."""
+        return [f"mi_{what}_{name}" for name, _ in self._mi_modalities
+                for what in ("mean", "projection")]
+
+    @property
+    def item_feature_dims(self) -> Dict[str, int]:
+        return {name: int(getattr(self, f"mi_mean_{name}").numel())
+                for name, _ in self._mi_modalities}
+
+    def whitening(self, modality: str) -> Whitening:
+        r"""MI's fitted whitening transform of :obj:`modality`."""
+        return Whitening(getattr(self, f"mi_mean_{modality}"),
+                         getattr(self, f"mi_projection_{modality}"))
+
+    def modality_init(self, features: Mapping[str, Tensor]) -> Tensor:
+        r"""MI of arbitrary rows: :math:`\mathbf{z} = \sum_m k_m (\mathbf{x}^m -
+        \boldsymbol{\mu}_m)\mathbf{P}_m / \sum_m k_m` ``[N, d]`` (float64), with the transforms
+        fitted at training time."""
+        total = sum(km for _, km in self._mi_modalities)
+        out = None
+        for name, km in self._mi_modalities:
+            part = self.whitening(name).apply(features[name]) * km
+            out = part if out is None else out + part
+        assert out is not None
+        return out / total
+
+    @torch.no_grad()
+    def add_items(self, features: Mapping[str, Tensor]) -> Tensor:
+        r"""Adds items that have modality features but no interactions, placing them from the
+        trained model alone; returns their ids :math:`I, \dots, I + n - 1` (the rows of
+        :obj:`features`, in order).
+
+        For a new item :math:`n` with features :math:`\mathbf{x}^m_n`:
+
+        1. **MI**, with the transforms fitted at training time (:meth:`whitening`):
+           :math:`\mathbf{z}_n = \sum_m k_m (\mathbf{x}^m_n - \boldsymbol{\mu}_m)
+           \mathbf{P}_m / \sum_m k_m`; :math:`\mathbf{z}_j` the same for trained item
+           :math:`j` (its MI start).
+        2. **Modality neighbours**, BSC's graph rule (:func:`~stair_pyg.nn.modality_graph`)
+           against the trained items only: :math:`a_{nj} = \sum_m \mathbb{1}[j \in
+           \mathrm{top}\text{-}k_m(n)]` by cosine of the raw features, normalised
+           :math:`\bar a_{nj} = a_{nj} / \sum_{j'} a_{nj'}`.
+        3. **Transfer**: the new item's final representation is its neighbours' trained final
+           representations (:meth:`get_embedding`, which carry their collaborative signal),
+           moved by its own feature offset from them in MI space, per channel :math:`c`,
+
+           .. math::
+               \mathbf{t}_{n} = \sum_j \bar a_{nj} \mathbf{e}_j
+               + \mathbf{c}_0 \odot \boldsymbol{\delta} \odot
+               \Big(\mathbf{z}_n - \sum_j \bar a_{nj} \mathbf{z}_j\Big),
+               \qquad \delta_c = \frac{\sum_i E^{(0)}_{ic} z_{ic}}{\sum_i z_{ic}^2},
+
+           where :math:`\mathbf{c}_0 = (1-\beta)/(1-\beta^{L+1})` is FSC's layer-0
+           coefficient (how much of a layer-0 row reaches the final representation: near 1 in
+           the late, modality channels, small in the early, collaborative ones) and
+           :math:`\delta_c` the least-squares share of the MI start that survives training in
+           the layer-0 table :math:`\mathbf{E}^{(0)}` (weight decay shrinks it), over the
+           trained items. So early channels take the collaborative neighbours, late channels
+           keep the item's own modality signal. BSC's channel weights :math:`1-\beta` are
+           not applied again: they shaped how updates spread over the modality graph during
+           training, which the neighbours' trained rows already carry.
+        4. **Rows**: new items get no interactions, so they are isolated nodes of
+           :math:`\hat{\mathbf{A}}` and their final representation is
+           :math:`\mathbf{c}_0 \odot \mathbf{E}^{(0)}_n`; the layer-0 row is set to
+           :math:`\mathbf{t}_n / \mathbf{c}_0`, which gives :math:`\mathbf{t}_n` exactly up
+           to rounding. The degrees of all other nodes are unchanged, so every existing user's
+           and item's representation, and every existing score, is bit-for-bit the same. The
+           modality graph of BSC is rebuilt over all items (same rule and
+           :obj:`knn_method`, so the exact search costs :math:`O((I+n)^2 f)`), so that further
+           training smooths the new items' updates too; the item table is a new parameter, so
+           build the optimizer again (:meth:`configure_optimizer`) before training further.
+
+        Args:
+            features (Mapping[str, Tensor]): ``{modality: [n, f_m]}`` for every modality MI used,
+                with the training dimensions, finite.
+
+        Raises:
+            ValueError: Without modality features at training time, or on features of the
+                wrong modalities, shape or values.
+        """
+        if not self._mi_modalities:
+            raise ValueError("this STAIR model was trained without modality features: it cannot "
+                             "place an item from its features (add_items needs MI)")
+        if self.adj is None or self.train_edge_index is None:
+            raise RuntimeError("no user-item graph: build the model with from_data()")
+        feats = check_new_features(features, self.item_feature_dims, type(self).__name__)
+        weight = self.item_embedding.weight
+        feats = {m: x.to(device=weight.device, dtype=torch.float32) for m, x in feats.items()}
+        n = next(iter(feats.values())).size(0)
+        base = self.num_trained_items
+
+        user_emb, item_emb = self.get_embedding()
+        final = item_emb[:base].to(torch.float64)
+        base_feats = {m: self._mi_features[m].to(weight.device) for m in feats}
+        z_base = self.modality_init(base_feats)
+        z_new = self.modality_init(feats)
+        e0 = weight[:base].to(torch.float64)
+        delta = (e0 * z_base).sum(0) / (z_base * z_base).sum(0).clamp_min(1e-300)
+        delta = torch.where((z_base * z_base).sum(0) > 0, delta, torch.zeros_like(delta))
+
+        rows, cols = [], []
+        for name, km in self._mi_modalities:
+            nbr = knn_cosine_to(feats[name], base_feats[name], min(km, base))
+            rows.append(torch.arange(n, device=weight.device).repeat_interleave(nbr.size(1)))
+            cols.append(nbr.reshape(-1))
+        row, col = torch.cat(rows), torch.cat(cols)
+        # a_nj / sum_j' a_nj': each (n, j) found in several modalities counts that often.
+        norm = torch.bincount(row, minlength=n).to(torch.float64)
+        wgt = 1.0 / norm[row]
+        nbr_final = torch.zeros(n, final.size(1), dtype=torch.float64, device=weight.device)
+        nbr_final.index_add_(0, row, final[col] * wgt[:, None])
+        nbr_z = torch.zeros_like(nbr_final).index_add_(0, row, z_base[col] * wgt[:, None])
+        c0 = self.conv.coefficients(torch.float64, weight.device)[0]
+        target = nbr_final + c0 * delta * (z_new - nbr_z)
+        layer0 = (target / c0).to(weight.dtype)
+
+        old = self.item_embedding
+        self.item_embedding = Embedding(self.num_items + n, self.embedding_dim,
+                                        device=weight.device, dtype=weight.dtype)
+        self.item_embedding.weight.copy_(torch.cat([old.weight, layer0]))
+        first = self.num_items
+        self.num_items += n
+        self.set_interactions(self.train_edge_index)
+        all_feats = {m: torch.cat([base_feats[m], *self._added_features(m), feats[m]])
+                     for m in feats}
+        self._added.append(feats)
+        names = [name for name, _ in self._mi_modalities]
+        edge_index, edge_weight = modality_graph([all_feats[m] for m in names],
+                                                 [km for _, km in self._mi_modalities],
+                                                 method=self.knn_method)
+        self.item_adj = SparseAdjBuffer(to_sparse_adj(
+            edge_index.to(weight.device), self.num_items,
+            edge_weight.to(device=weight.device, dtype=weight.dtype), symmetric=True))
+        return torch.arange(first, self.num_items, device=weight.device)
+
+    def _added_features(self, modality: str) -> List[Tensor]:
+        return [batch[modality] for batch in self._added]
 
     # Propagation and training ##############################################################
 

@@ -8,7 +8,8 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 
 from stair_pyg.data.hetero import num_users_items
-from stair_pyg.models._common import embedding_norm_loss, require_modalities
+from stair_pyg.models._common import (check_new_features, embedding_norm_loss, grow_rows,
+                                     require_modalities)
 from stair_pyg.models.base import Recommender, bpr_loss
 
 
@@ -80,6 +81,7 @@ class VBPR(Recommender):
         self.use_bias = bool(use_bias)
         feats = torch.cat([x.float() for x in features.values()], dim=-1)
         self.register_buffer("features", feats, persistent=False)
+        self._feature_dims = {name: int(x.size(1)) for name, x in features.items()}
 
         self.user_embedding = torch.nn.Parameter(torch.empty(num_users, id_dim + self.feat_dim))
         self.item_id_embedding = torch.nn.Parameter(torch.empty(num_items, id_dim)) \
@@ -107,6 +109,33 @@ class VBPR(Recommender):
         num_users, num_items = num_users_items(data)
         features = require_modalities(data, cls.__name__, hparams.get("modalities"))
         return cls(num_users, num_items, features, **hparams)
+
+    @property
+    def item_feature_dims(self) -> Dict[str, int]:
+        return dict(self._feature_dims)
+
+    @torch.no_grad()
+    def add_items(self, features: Dict[str, Tensor]) -> Tensor:
+        r"""Adds items with features but no interactions (ids :math:`I..I+n-1`, in row order):
+        their content part is the trained projection of their features,
+        :math:`\mathbf{E}\mathbf{f}_n + \mathbf{b}`, exactly as for a trained item; what the
+        features cannot give is set to zero: the ID factors :math:`\boldsymbol{\gamma}_n`
+        (VBPR; the content-only model has none, so a new item is represented exactly as a
+        trained one with the same features) and the item bias :math:`\beta_n` (with
+        :obj:`use_bias`; the feature bias :math:`\boldsymbol{\beta}'^\top\mathbf{f}_n`
+        applies). Existing items and scores are unchanged."""
+        feats = check_new_features(features, self.item_feature_dims, type(self).__name__)
+        x = torch.cat(list(feats.values()), dim=-1).to(self.features)
+        n = x.size(0)
+        self.features = torch.cat([self.features, x])
+        if self.item_id_embedding is not None:
+            self.item_id_embedding = grow_rows(self.item_id_embedding,
+                                               x.new_zeros(n, self.id_dim))
+        if self.use_bias:
+            self.item_bias = grow_rows(self.item_bias, x.new_zeros(n))
+        first = self.num_items
+        self.num_items += n
+        return torch.arange(first, self.num_items, device=x.device)
 
     def item_factors(self, items: Optional[Tensor] = None) -> Tensor:
         r"""Item vectors :math:`[\boldsymbol{\gamma}_i; \mathbf{E}\mathbf{f}_i + \mathbf{b}]`

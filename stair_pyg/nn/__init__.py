@@ -31,7 +31,7 @@ from stair_pyg.nn.stepwise import (
     series_coefficients,
     stepwise_beta,
 )
-from stair_pyg.nn.whiten import whiten
+from stair_pyg.nn.whiten import Whitening, fit_whiten, whiten
 
 __all__ = [
     "stepwise_beta",
@@ -40,6 +40,8 @@ __all__ = [
     "neumann_smooth",
     "StepwiseConv",
     "whiten",
+    "fit_whiten",
+    "Whitening",
     "modality_graph",
     "SparseAdj",
     "SparseAdjBuffer",

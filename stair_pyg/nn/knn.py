@@ -214,6 +214,35 @@ def _block_topk(x: Tensor, inv_norm: Tensor, queries: Tensor, cand: Tensor, k: i
     return torch.cat(result, dim=0)
 
 
+def knn_cosine_to(queries: Tensor, base: Tensor, k: int,
+                  chunk_size: Optional[int] = None) -> Tensor:
+    r"""For every row :math:`q` of :obj:`queries`, the :obj:`k` rows :math:`j` of :obj:`base` of
+    largest cosine similarity :math:`\langle q, b_j\rangle / (\|q\| \|b_j\|)` (exact, in blocks
+    of :obj:`chunk_size` queries: memory :math:`O(\text{chunk\_size} \cdot N)`), the rule of
+    :func:`knn_cosine` for rows that are not in the searched set (new items against the
+    trained ones). Ties are broken by :func:`torch.topk`.
+
+    Returns:
+        Indices into :obj:`base` ``[Q, k]``, most similar first.
+    """
+    if queries.dim() != 2 or base.dim() != 2 or queries.size(1) != base.size(1):
+        raise ValueError(f"queries {tuple(queries.shape)} and base {tuple(base.shape)} must be "
+                         f"2-d with the same number of columns")
+    n = base.size(0)
+    if not 0 <= k <= n:
+        raise ValueError(f"k={k} neighbours requested but only {n} candidates exist")
+    base = base.float()
+    base_inv = 1.0 / base.norm(dim=-1).clamp_min(1e-12)
+    if chunk_size is None:
+        chunk_size = max(1, min(max(queries.size(0), 1), _BLOCK // max(n, 1)))
+    out = [queries.new_empty(0, k, dtype=torch.long)]
+    for start in range(0, queries.size(0), chunk_size):
+        q = queries[start:start + chunk_size].float().to(base.device)
+        sim = (q @ base.t()).mul_(base_inv[None, :])  # the query's own norm does not rank
+        out.append(sim.topk(k, dim=1).indices)
+    return torch.cat(out, dim=0)
+
+
 def knn_recall(approx: Tensor, exact: Tensor, num_nodes: int) -> float:
     r"""Fraction of the exact neighbour pairs ``edge_index[2, E]`` that :obj:`approx` also holds
     (both in the layout of :func:`knn_cosine`)."""
@@ -222,4 +251,4 @@ def knn_recall(approx: Tensor, exact: Tensor, num_nodes: int) -> float:
     return float(torch.isin(key_e, key_a).float().mean()) if key_e.numel() else 1.0
 
 
-__all__ = ["knn_cosine", "spherical_kmeans", "knn_recall", "METHODS"]
+__all__ = ["knn_cosine", "knn_cosine_to", "spherical_kmeans", "knn_recall", "METHODS"]

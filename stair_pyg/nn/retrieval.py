@@ -1,9 +1,12 @@
 r"""Retrieval over embeddings: :class:`PairIndex`, a set of ``(user, item)`` pairs (the items a
 user has seen), and :func:`topk_items`, the top-:math:`k` items of users by inner product with
-those pairs excluded, block by block, without a dense users :math:`\times` items mask."""
+those pairs excluded, block by block, without a dense users :math:`\times` items mask;
+:func:`mips_index` and :func:`index_topk`, the same search through a maximum-inner-product
+index of PyG (:class:`~torch_geometric.nn.pool.MIPSKNNIndex`, exact, or
+:class:`~torch_geometric.nn.pool.ApproxMIPSKNNIndex`, IVF-PQ), which needs :obj:`faiss`."""
 from __future__ import annotations
 
-from typing import Iterator, Optional, Tuple
+from typing import Any, Iterator, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -98,4 +101,72 @@ def topk_items(user_emb: Tensor, item_emb: Tensor, users: Tensor, exclude: Optio
         yield block, top_items, top_scores
 
 
-__all__ = ["PairIndex", "topk_items"]
+def has_faiss() -> bool:
+    r"""Whether :obj:`faiss` (the optional ``faiss`` extra) is installed."""
+    try:
+        import faiss  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def mips_index(item_emb: Tensor, kind: str = "flat", num_cells: Optional[int] = None,
+               num_cells_to_visit: int = 32, bits_per_vector: Optional[int] = None) -> Any:
+    r"""A maximum-inner-product index over the item representations ``[I, d]`` (float32, CPU),
+    built through PyG: :obj:`"flat"` is :class:`~torch_geometric.nn.pool.MIPSKNNIndex` (exact:
+    the same top-:math:`k` as :func:`topk_items` up to ties), :obj:`"ivfpq"`
+    :class:`~torch_geometric.nn.pool.ApproxMIPSKNNIndex` (approximate: :obj:`num_cells`
+    inverted lists, default :math:`\lceil\sqrt{I}\,\rceil` (the coarse :math:`k`-means then
+    trains on at most :math:`256\sqrt{I}` rows: seconds at :math:`10^6` items), of which
+    :obj:`num_cells_to_visit` are searched; product quantisation into :obj:`bits_per_vector`
+    sub-vectors of 8 bits each, default :math:`d/4` (PyG's name for faiss' :math:`M`; training
+    costs about :math:`M` :math:`k`-means runs of 256 centroids on up to 65,536 rows)).
+
+    Raises:
+        ImportError: Without :obj:`faiss` (``pip install "stair-pyg[faiss]"``).
+    """
+    if not has_faiss():
+        raise ImportError("the inner-product index needs faiss: pip install 'stair-pyg[faiss]' "
+                          "(or faiss-cpu)")
+    from torch_geometric.nn.pool import ApproxMIPSKNNIndex, MIPSKNNIndex
+
+    emb = item_emb.detach().float().cpu().contiguous()
+    if kind == "flat":
+        return MIPSKNNIndex(emb)
+    if kind == "ivfpq":
+        import math
+
+        cells = num_cells or max(1, min(emb.size(0) // 39, math.ceil(math.sqrt(emb.size(0)))))
+        sub = bits_per_vector or max(1, emb.size(1) // 4)  # PyG passes it as faiss' M
+        while emb.size(1) % sub:
+            sub -= 1
+        return ApproxMIPSKNNIndex(cells, min(num_cells_to_visit, cells), sub, emb=emb)
+    raise ValueError(f"unknown index kind '{kind}'; choose 'flat' or 'ivfpq'")
+
+
+def index_topk(index: Any, user_emb: Tensor, users: Tensor, exclude: Optional[PairIndex],
+               k: int, block: int) -> Iterator[Tuple[Tensor, Tensor, Tensor]]:
+    r""":func:`topk_items` through a :class:`~torch_geometric.nn.pool.KNNIndex` (see
+    :func:`mips_index`): each block's seen pairs go to the index's :obj:`exclude_links`, which
+    asks for :math:`k` plus the block's largest number of seen items and drops those. Yields
+    the same ``(block_users, items [b, k'], scores [b, k'])``; missing places (fewer unseen
+    items than :math:`k`, or faiss' limit of 2048 candidates) have score :math:`-\infty`."""
+    num_items = int(index.numel)
+    kk = min(k, num_items)
+    for start in range(0, users.numel(), block):
+        ids = users[start:start + block]
+        query = user_emb[ids].detach().float().cpu().contiguous()
+        links = None
+        if exclude is not None:
+            row, col = exclude.entries(ids.to(exclude.keys.device))
+            links = torch.stack([row, col]).cpu()
+        score, item = index.search(query, kk, exclude_links=links)
+        if item.size(1) < kk:  # fewer candidates than k
+            pad = kk - item.size(1)
+            score = torch.cat([score, score.new_full((score.size(0), pad), float("-inf"))], 1)
+            item = torch.cat([item, item.new_full((item.size(0), pad), -1)], 1)
+        score = torch.where(item < 0, torch.full_like(score, float("-inf")), score)
+        yield ids, item.clamp_min(0).to(users.device), score.to(users.device)
+
+
+__all__ = ["PairIndex", "topk_items", "has_faiss", "mips_index", "index_topk"]

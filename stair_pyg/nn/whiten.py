@@ -2,7 +2,7 @@ r"""Whitening of modality features, the first step of STAIR's modality initialis
 from __future__ import annotations
 
 import math
-from typing import Optional, Tuple
+from typing import NamedTuple, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -10,6 +10,27 @@ from torch import Tensor
 
 #: Entries per float64 block of the Gram route (16 MiB): large enough for an efficient product.
 _BLOCK_ENTRIES = 1 << 21
+
+
+class Whitening(NamedTuple):
+    r"""A fitted whitening transform, :math:`\mathbf{x} \mapsto (\mathbf{x} - \boldsymbol{\mu})
+    \mathbf{P}`, as :func:`fit_whiten` returns it: the column mean :math:`\boldsymbol{\mu}`
+    ``[f]`` and the projection :math:`\mathbf{P}` ``[f, dim]`` (float64), scale and signs
+    included, zero columns for the directions that do not exist. Applied to the rows it was
+    fitted on it gives :func:`whiten`'s output; applied to new rows (:meth:`apply`) it places
+    them in the same coordinates."""
+
+    mean: Tensor
+    projection: Tensor
+
+    def apply(self, x: Tensor) -> Tensor:
+        r""":math:`(\mathbf{X} - \mathbf{1}\boldsymbol{\mu}^\top) \mathbf{P}` ``[N, dim]``
+        in float64."""
+        if x.dim() != 2 or x.size(1) != self.mean.numel():
+            raise ValueError(f"features must have shape [N, {self.mean.numel()}], got "
+                             f"{tuple(x.shape)}")
+        mean = self.mean.to(x.device)
+        return (x.to(torch.float64) - mean) @ self.projection.to(x.device)
 
 
 def whiten(x: Tensor, dim: int, method: str = "auto", rtol: float = 1e-6,
@@ -53,8 +74,24 @@ def whiten(x: Tensor, dim: int, method: str = "auto", rtol: float = 1e-6,
             entries per block)
 
     Returns:
-        ``[N, dim]`` tensor of the dtype of :obj:`x` (float32 for integer input).
+        ``[N, dim]`` tensor of the dtype of :obj:`x` (float32 for integer input). The transform
+        itself, to apply to new rows, is :func:`fit_whiten`'s.
     """
+    return fit_whiten(x, dim, method, rtol, chunk_size)[0]
+
+
+def fit_whiten(x: Tensor, dim: int, method: str = "auto", rtol: float = 1e-6,
+               chunk_size: Optional[int] = None) -> Tuple[Tensor, Whitening]:
+    r""":func:`whiten` that also returns the fitted transform: ``(W, Whitening(mean,
+    projection))`` with :math:`\mathbf{W} = (\mathbf{X} - \mathbf{1}\boldsymbol{\mu}^\top)
+    \mathbf{P}` (up to rounding; :math:`\mathbf{W}` is exactly :func:`whiten`'s output).
+
+    With :math:`\mathbf{X} - \mathbf{1}\bar{\mathbf{x}}^\top = \mathbf{U}\mathbf{\Sigma}
+    \mathbf{V}^\top`, :math:`\mathbf{U}_{:, :k} = (\mathbf{X} - \mathbf{1}\bar{\mathbf{x}}^\top)
+    \mathbf{V}_{:, :k} \mathbf{\Sigma}_{:k}^{-1}`, so
+    :math:`\mathbf{P} = \mathbf{V}_{:, :k} \mathbf{\Sigma}_{:k}^{-1} \mathbf{S} \sqrt{N/k}`
+    (:math:`\mathbf{S}` the diagonal of column signs), padded with zero columns to :obj:`dim`.
+    Arguments as :func:`whiten`."""
     if x.dim() != 2:
         raise ValueError(f"features must be 2-dimensional, got shape {tuple(x.shape)}")
     if dim <= 0:
@@ -64,21 +101,24 @@ def whiten(x: Tensor, dim: int, method: str = "auto", rtol: float = 1e-6,
     n, f = x.shape
     out_dtype = x.dtype if x.is_floating_point() else torch.float32
     if n == 0:
-        return torch.zeros(0, dim, dtype=out_dtype, device=x.device)
+        return (torch.zeros(0, dim, dtype=out_dtype, device=x.device),
+                Whitening(torch.zeros(f, dtype=torch.float64, device=x.device),
+                          torch.zeros(f, dim, dtype=torch.float64, device=x.device)))
     if method == "auto":
         method = "svd" if f > n else "gram"
 
     mean = x.to(torch.float64).mean(dim=0, keepdim=True) if method == "svd" else \
         _column_mean(x, chunk_size)
     if method == "svd":
-        u, s, _ = torch.linalg.svd(x.to(torch.float64) - mean, full_matrices=False)
+        u, s, vh = torch.linalg.svd(x.to(torch.float64) - mean, full_matrices=False)
         keep = _kept(s, dim, rtol)
         w = u[:, :keep]
+        proj = vh[:keep].t() / s[:keep]
     else:
         chunk = chunk_size or max(1, _BLOCK_ENTRIES // max(f, 1))
         gram = torch.zeros(f, f, dtype=torch.float64, device=x.device)
         for start in range(0, n, chunk):
-            block = x[start:start + chunk].to(torch.float64).sub_(mean)
+            block = x[start:start + chunk].to(torch.float64) - mean
             gram.addmm_(block.t(), block)
         evals, evecs = _top_eigh(gram, dim)  # descending
         del gram
@@ -87,7 +127,7 @@ def whiten(x: Tensor, dim: int, method: str = "auto", rtol: float = 1e-6,
         proj = evecs[:, :keep] / s[:keep]
         w = torch.empty(n, keep, dtype=torch.float64, device=x.device)
         for start in range(0, n, chunk):
-            w[start:start + chunk] = x[start:start + chunk].to(torch.float64).sub_(mean) @ proj
+            w[start:start + chunk] = (x[start:start + chunk].to(torch.float64) - mean) @ proj
 
     # In place from here: w is the largest temporary (N x dim float64), no second copy of it.
     if keep > 0:
@@ -96,9 +136,13 @@ def whiten(x: Tensor, dim: int, method: str = "auto", rtol: float = 1e-6,
         largest, smallest = w.max(dim=0).values, w.min(dim=0).values
         sign = torch.where(largest >= -smallest, 1.0, -1.0).to(w.dtype)
         w.mul_(sign * math.sqrt(n / dim))
+        proj = proj * (sign * math.sqrt(n / dim))
+    projection = torch.zeros(f, dim, dtype=torch.float64, device=x.device)
+    projection[:, :keep] = proj[:, :keep]
+    transform = Whitening(mean.view(-1), projection)
     out = torch.zeros(n, dim, dtype=out_dtype, device=x.device)
     out[:, :keep] = w
-    return out
+    return out, transform
 
 
 def _top_eigh(gram: Tensor, k: int) -> Tuple[Tensor, Tensor]:
@@ -138,4 +182,4 @@ def _kept(s: Tensor, dim: int, rtol: float) -> int:
     return int(min(dim, int((s > rtol * s[0]).sum())))
 
 
-__all__ = ["whiten"]
+__all__ = ["whiten", "fit_whiten", "Whitening"]

@@ -26,7 +26,8 @@ from stair_pyg.train.config import (
 )
 from stair_pyg.train.device import resolve_device, seed_everything, use_deterministic_algorithms
 from stair_pyg.train.distributed import DistributedError, launch
-from stair_pyg.train.experiment import build_model, load_trained, run_experiment
+from stair_pyg.train.experiment import (add_items_to_checkpoint, build_model, load_trained,
+                                       run_experiment)
 from stair_pyg.train.sampling import NegativeSampler
 from stair_pyg.train.trainer import Trainer, metrics_markdown
 
@@ -37,5 +38,5 @@ __all__ = [
     "TrainConfig", "ConfigError", "apply_overrides", "load_config", "resolve_config",
     "save_config", "NegativeSampler", "Trainer", "build_model",
     "resolve_device", "seed_everything", "use_deterministic_algorithms", "run_experiment",
-    "load_trained", "metrics_markdown", "DistributedError", "launch",
+    "load_trained", "add_items_to_checkpoint", "metrics_markdown", "DistributedError", "launch",
 ]

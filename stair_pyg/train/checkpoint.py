@@ -133,8 +133,16 @@ def check_model(state: Dict[str, Any], model_name: str, hparams: Dict[str, Any],
 
 def load_model_state(model: torch.nn.Module, state_dict: Dict[str, Tensor],
                      path: Any = "") -> None:
-    r"""Loads parameters after checking names and shapes, with a message naming each mismatch."""
+    r"""Loads parameters after checking names and shapes, with a message naming each mismatch.
+    Entries the model lists in ``derived_state_keys`` (recomputed from the training data, such
+    as STAIR's whitening transforms) may be absent from an older checkpoint; the model keeps
+    its own values for them."""
     own = model.state_dict()
+    derived = set(getattr(model, "derived_state_keys", ()))
+    state_dict = dict(state_dict)
+    for key in derived - set(state_dict):
+        if key in own:
+            state_dict[key] = own[key]
     missing = sorted(set(own) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(own))
     shapes = {k: (tuple(state_dict[k].shape), tuple(own[k].shape))

@@ -286,7 +286,7 @@ def _check_dataset_keys(dataset: Dict[str, Any]) -> None:
     fmt = dataset["format"]
     if fmt not in loaders:
         raise ConfigError(f"'dataset.format' must be one of {sorted(loaders)}, got {fmt!r}")
-    options = {k: v for k, v in dataset.items() if k != "format"}
+    options = {k: v for k, v in dataset.items() if k != "format" and k not in registry.COLD_KEYS}
     check_keywords(options, loaders[fmt], section="dataset", owner=f"format '{fmt}'",
                    error=ConfigError, hidden=("options",))
     dataset.update(check_types({k: v for k, v in options.items() if k != "path"}, loaders[fmt],

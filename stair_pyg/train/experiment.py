@@ -119,7 +119,9 @@ def load_trained(path: Union[str, Path], device: Union[str, torch.device, None] 
 
     The dataset is loaded again from the configuration stored in the checkpoint (unless given)
     and must have the fingerprint recorded there; the model is rebuilt from the training graph
-    with the stored hyper-parameters and must have the stored parameter shapes.
+    with the stored hyper-parameters, given the items that ``add_items`` added (the checkpoint's
+    ``added_items`` entry: their features, see :func:`add_items_to_checkpoint`), and must have
+    the stored parameter shapes.
 
     Returns:
         ``(model, dataset, state)``: the model on :obj:`device` in evaluation mode, the dataset,
@@ -138,6 +140,48 @@ def load_trained(path: Union[str, Path], device: Union[str, torch.device, None] 
     seed_everything(int(config.get("train", {}).get("seed", 0)))
     model = build_model(config["model"], dataset.data, device=resolve_device(device))
     ckpt.check_model(state, state["model_name"], model.hparams, path)
+    for batch in state.get("added_items", {}).get("batches", []):
+        try:
+            model.add_items(batch["features"])
+        except (ValueError, NotImplementedError) as e:
+            raise ckpt.CheckpointError(f"checkpoint {path}: its added items do not fit the "
+                                       f"model: {e}") from e
     ckpt.load_model_state(model, state["model_state"], path)
     model.eval()
     return model, dataset, state
+
+
+def add_items_to_checkpoint(path: Union[str, Path], features: Dict[str, torch.Tensor],
+                            out: Union[str, Path], raw_ids: Optional[List[str]] = None,
+                            device: Union[str, torch.device, None] = "cpu",
+                            dataset: Optional[RecDataset] = None,
+                            loaded: Optional[tuple] = None) -> Dict[str, Any]:
+    r"""Loads a trained model (:func:`load_trained`, or takes its result :obj:`loaded`), adds
+    items with :obj:`features` to it
+    (``model.add_items``) and writes the result to :obj:`out` as a ``best``-kind checkpoint: the
+    same configuration and dataset fingerprint, the grown ``model_state``, and an
+    ``added_items`` entry ``{"batches": [{"features": {m: [n, f]}, "raw_ids": [...],
+    "first_id": I}, ...]}`` (one batch per call, in order) from which :func:`load_trained`
+    rebuilds the model.
+
+    Returns:
+        ``{"first_id": I, "num_added": n, "num_items": I + n, "raw_ids": [...]}``.
+    """
+    model, dataset, state = loaded if loaded is not None else load_trained(path, device, dataset)
+    first = model.num_items
+    new_ids = model.add_items(features)
+    n = int(new_ids.numel())
+    raw = [str(i) for i in range(n)] if raw_ids is None else [str(r) for r in raw_ids]
+    if len(raw) != n:
+        raise ValueError(f"got {len(raw)} raw ids for {n} new items")
+    added = dict(state.get("added_items", {}))
+    batches = list(added.get("batches", []))
+    batches.append({"features": {m: torch.as_tensor(x).detach().float().cpu()
+                                 for m, x in features.items()},
+                    "raw_ids": raw, "first_id": first})
+    keep = {k: state[k] for k in ("config", "dataset", "model_name", "model_hparams", "epoch",
+                                  "best", "history", "finished") if k in state}
+    new_state = dict(keep, kind="best", added_items={"batches": batches},
+                     model_state={k: v.detach().cpu() for k, v in model.state_dict().items()})
+    ckpt.save_checkpoint(new_state, out)
+    return {"first_id": first, "num_added": n, "num_items": model.num_items, "raw_ids": raw}
