@@ -48,19 +48,15 @@ from typing import Any, Dict, List
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
-# benchmarks/ holds a profile.py that would shadow the standard library's (torch imports it).
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH_DIR]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
 
-import torch  # noqa: E402
+import torch
 
-from stair_pyg.configs import config_path, model_config_path  # noqa: E402
-from stair_pyg.data import load_dataset  # noqa: E402
-from stair_pyg.data.hetero import (RecDataset, Splits, build_hetero_data,  # noqa: E402
+from stair_pyg.configs import config_path, model_config_path
+from stair_pyg.data import load_dataset
+from stair_pyg.data.hetero import (RecDataset, Splits, build_hetero_data,
                                    modality_features)
-from stair_pyg.eval import evaluate  # noqa: E402
-from stair_pyg.train import load_config, load_trained, run_experiment  # noqa: E402
+from stair_pyg.eval import evaluate
+from stair_pyg.train import load_config, load_trained, run_experiment
 
 METRICS = ["Recall@20", "NDCG@20", "warm/NDCG@20", "cold/Recall@20", "cold/NDCG@20"]
 

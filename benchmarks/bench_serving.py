@@ -35,14 +35,11 @@ from typing import Any, Callable, Dict, List
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH_DIR]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
 
-import torch  # noqa: E402
+import torch
 
-from stair_pyg.eval.evaluator import block_size  # noqa: E402
-from stair_pyg.nn.retrieval import (PairIndex, has_faiss, index_topk, mips_index,  # noqa: E402
+from stair_pyg.eval.evaluator import block_size
+from stair_pyg.nn.retrieval import (PairIndex, has_faiss, index_topk, mips_index,
                                     topk_items)
 
 
