@@ -16,7 +16,7 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 
 from stair_pyg.data.hetero import modality_features
-from stair_pyg.nn.sparse import SparseAdj, csr_from_edge_index
+from stair_pyg.nn.sparse import SparseAdj, csr_from_edge_index, user_item_adjacency
 from stair_pyg.nn.stepwise import propagate_series
 
 
@@ -134,3 +134,18 @@ def grow_rows(table: Tensor, rows: Tensor) -> torch.nn.Parameter:
     ``requires_grad``)."""
     return torch.nn.Parameter(torch.cat([table.detach(), rows.to(table)]),
                               requires_grad=table.requires_grad)
+
+
+def append_feature_items(model: torch.nn.Module, features: Mapping[str, Tensor]) -> Tensor:
+    r"""The part of ``add_items`` that FREEDOM and BM3 share: appends the new items' rows to the
+    model's trainable feature tables, raises ``num_items`` and rebuilds the normalised user-item
+    graph over all items (the new ones isolated: no interactions, so every old entry stays).
+    Returns the new item ids."""
+    n = next(iter(features.values())).size(0)
+    for m, x in features.items():
+        model.features[m] = grow_rows(model.features[m], x)
+    first = model.num_items
+    model.num_items += n
+    model.norm_adj.set(user_item_adjacency(model.edge_index, model.num_users, model.num_items)
+                       .to(model.norm_adj.val.dtype))
+    return torch.arange(first, model.num_items, device=model.norm_adj.val.device)

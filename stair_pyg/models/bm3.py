@@ -9,8 +9,9 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 
 from stair_pyg.data.hetero import num_users_items, train_edge_index
-from stair_pyg.models._common import (check_new_features, embedding_norm_loss, grow_rows,
-                                     layer_mean, require_modalities)
+from stair_pyg.models._common import (append_feature_items, check_new_features,
+                                     embedding_norm_loss, grow_rows, layer_mean,
+                                     require_modalities)
 from stair_pyg.models.base import Recommender
 from stair_pyg.nn.sparse import SparseAdj, SparseAdjBuffer, user_item_adjacency
 
@@ -130,15 +131,8 @@ class BM3(Recommender):
         feats = check_new_features(features, self.item_feature_dims, type(self).__name__)
         table = self.item_id_embedding
         enc = sum(self.projections[m](x.to(table)) for m, x in feats.items()) / len(feats)
-        n = enc.size(0)
         self.item_id_embedding = grow_rows(table, enc / (1.0 + 1.0 / (self.num_layers + 1)))
-        for m, x in feats.items():
-            self.features[m] = grow_rows(self.features[m], x)
-        first = self.num_items
-        self.num_items += n
-        self.norm_adj.set(user_item_adjacency(self.edge_index, self.num_users, self.num_items).to(
-            self.norm_adj.val.dtype))
-        return torch.arange(first, self.num_items, device=table.device)
+        return append_feature_items(self, feats)
 
     def encode(self, adj: Optional[SparseAdj] = None) -> Tuple[Tensor, Tensor]:
         r"""Encoder outputs :math:`(\mathbf{E}_U, \mathbf{E}_I)` before the predictor."""

@@ -8,8 +8,8 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 
 from stair_pyg.data.hetero import num_users_items, train_edge_index
-from stair_pyg.models._common import (append_rows, check_new_features, grow_rows, layer_mean,
-                                     require_modalities)
+from stair_pyg.models._common import (append_feature_items, append_rows, check_new_features,
+                                     grow_rows, layer_mean, require_modalities)
 from stair_pyg.models.base import Recommender, bpr_loss
 from stair_pyg.nn.knn import METHODS as KNN_METHODS
 from stair_pyg.nn.knn import knn_cosine, knn_cosine_to
@@ -231,14 +231,8 @@ class FREEDOM(Recommender):
             [torch.cat(rows), torch.cat(cols)]), torch.cat(vals), n))
         table = self.item_id_embedding
         self.item_id_embedding = grow_rows(table, table.new_zeros(n, table.size(1)))
-        for m, x in feats.items():
-            self.features[m] = grow_rows(self.features[m], x)
-        first = self.num_items
-        self.num_items += n
-        self.norm_adj.set(user_item_adjacency(self.edge_index, self.num_users, self.num_items).to(
-            self.norm_adj.val.dtype))
         self.masked_adj = None
-        return torch.arange(first, self.num_items, device=device)
+        return append_feature_items(self, feats)
 
     def pre_epoch(self, epoch: int) -> None:
         r"""Samples this epoch's pruned user-item graph :math:`\tilde{A}`."""
