@@ -70,6 +70,29 @@ def missing_keywords(given: Mapping[str, Any], function: Callable[..., Any],
 
 
 
+def as_int(key: str, value: Any, error: Type[Exception] = ValueError) -> int:
+    r""":obj:`value` as an ``int``: an integral float (``5.0``) is one, anything else that is not
+    an ``int`` (``16.5``, ``True``, ``"5"``) raises :obj:`error` naming :obj:`key`; nothing is
+    rounded."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise error(f"'{key}' must be an integer, got {value!r}")
+    return value
+
+
+def as_number(key: str, value: Any, error: Type[Exception] = ValueError) -> float:
+    r""":obj:`value` as a ``float``, numeric strings included (PyYAML follows YAML 1.1, where
+    ``1e-3`` without a dot is a string); booleans and non-numbers raise :obj:`error` naming
+    :obj:`key`. The caller checks the range (infinite and NaN pass here)."""
+    if isinstance(value, bool):
+        raise error(f"'{key}' must be a number, got {value!r}")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise error(f"'{key}' must be a number, got {value!r}") from None
+
+
 def _type_name(hint: Any) -> str:
     return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
 
@@ -99,20 +122,12 @@ def check_value(key: str, value: Any, hint: Any, error: Type[Exception] = ValueE
             raise error(f"'{key}' must be true or false, got {value!r}")
         return value
     if hint is int:
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise error(f"'{key}' must be an integer, got {value!r}")
+        value = as_int(key, value, error)
         if value < 0:
             raise error(f"'{key}' must be >= 0, got {value}")
         return value
     if hint is float:
-        if isinstance(value, bool):
-            raise error(f"'{key}' must be a number, got {value!r}")
-        try:
-            out = float(value)
-        except (TypeError, ValueError):
-            raise error(f"'{key}' must be a number, got {value!r}") from None
+        out = as_number(key, value, error)
         if not math.isfinite(out) or out < 0:
             raise error(f"'{key}' must be a finite number >= 0, got {value!r}")
         return out
@@ -147,4 +162,5 @@ def check_types(values: Mapping[str, Any], function: Callable[..., Any], section
             if name in hints else value for name, value in values.items()}
 
 
-__all__ = ["accepted_keywords", "check_keywords", "missing_keywords", "check_value", "check_types"]
+__all__ = ["accepted_keywords", "check_keywords", "missing_keywords", "as_int", "as_number",
+           "check_value", "check_types"]

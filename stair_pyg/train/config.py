@@ -22,7 +22,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Union
 import yaml
 
 from stair_pyg.eval.metrics import parse_metric
-from stair_pyg.keywords import check_keywords, check_types
+from stair_pyg.keywords import as_int, as_number, check_keywords, check_types
 
 class ConfigError(ValueError):
     r"""A configuration that cannot be run; the message names the offending key."""
@@ -36,10 +36,7 @@ def _int(key: str, value: Any, minimum: Optional[int] = None, maximum: Optional[
          allow_none: bool = False) -> Optional[int]:
     if value is None and allow_none:
         return None
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)  # 5.0 is 5; 16.5 is refused below, never rounded
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"'{key}' must be an integer, got {value!r}")
+    value = as_int(key, value, ConfigError)  # 5.0 is 5; 16.5 is refused, never rounded
     if minimum is not None and value < minimum:
         raise ConfigError(f"'{key}' must be >= {minimum}, got {value}")
     if maximum is not None and value > maximum:
@@ -48,13 +45,7 @@ def _int(key: str, value: Any, minimum: Optional[int] = None, maximum: Optional[
 
 
 def _float(key: str, value: Any, minimum: float, maximum: float, strictly: bool = False) -> float:
-    # PyYAML follows YAML 1.1, where "1e-3" (no dot) is a string: accept numeric strings.
-    if isinstance(value, bool):
-        raise ConfigError(f"'{key}' must be a number, got {value!r}")
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"'{key}' must be a number, got {value!r}") from None
+    out = as_number(key, value, ConfigError)
     if not math.isfinite(out):
         raise ConfigError(f"'{key}' must be a finite number, got {value!r}")
     if out <= minimum if strictly else out < minimum:
