@@ -13,7 +13,7 @@ from __future__ import annotations
 import codecs
 import errno
 from pathlib import Path
-from typing import Optional, Union
+from typing import Callable, Dict, Optional, Tuple, Union
 
 import numpy as np
 
@@ -113,6 +113,38 @@ def read_text(path: PathLike, encoding: Optional[str] = None,
               option: Optional[str] = None) -> str:
     r""":func:`read_bytes` then :func:`decode`."""
     return decode(read_bytes(path), path, encoding, option)
+
+
+def read_keyed_lines(path: PathLike, encoding: Optional[str], option: str, expected: str,
+                     is_header: Callable[[str], bool],
+                     empty_value: Optional[str] = None) -> Tuple[Dict[str, str], int]:
+    r"""``({key: value}, repeated)`` from the ``key<TAB>value`` lines of :obj:`path` (read by
+    :func:`read_text` in :obj:`encoding`, :obj:`option` naming the option that sets it). Blank
+    lines are skipped, and a first line whose key :obj:`is_header` accepts; the value is what
+    follows the first tab, as it is (it may hold tabs). A line without a tab or with an empty
+    key, and with :obj:`empty_value` given one whose value is blank, raises :class:`DataError`
+    naming the file and line (:obj:`expected` describes the line, :obj:`empty_value` what is
+    missing). A repeated key keeps its first value and counts in :obj:`repeated`."""
+    out: Dict[str, str] = {}
+    repeated = 0
+    for number, line in enumerate(read_text(path, encoding, option).split("\n"), start=1):
+        line = line.rstrip("\r")
+        if not line.strip():
+            continue
+        key, tab, value = line.partition("\t")
+        key = key.strip()
+        if number == 1 and is_header(key):
+            continue
+        if not tab or (empty_value is not None and not value.strip()):
+            raise DataError(f"expected '{expected}'" + (" (no tab found)" if not tab
+                            else f" ({empty_value})"), file=path, line=number)
+        if not key:
+            raise DataError("empty item id", file=path, line=number)
+        if key in out:
+            repeated += 1
+            continue
+        out[key] = value
+    return out, repeated
 
 
 def load_npy(path: PathLike) -> np.ndarray:

@@ -76,7 +76,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from stair_pyg.data.errors import DataError, shown, warn_data
-from stair_pyg.data.files import read_text
+from stair_pyg.data.files import read_keyed_lines
 
 PathLike = Union[str, Path]
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff")
@@ -125,25 +125,11 @@ def read_image_sources(source: PathLike, encoding: str = "utf-8") -> Dict[str, s
             warn_data(f"{path}: {repeated} item(s) have several images; the first by file name "
                       f"is used", stacklevel=2)
         return found
-    text = read_text(path, encoding, "--encoding")
+    raw, repeated = read_keyed_lines(path, encoding, "--encoding", "item<TAB>path-or-URL",
+                                     lambda key: key.lower() in _ID_HEADERS, "empty path")
     out: Dict[str, str] = {}
-    repeated = 0
-    for number, line in enumerate(text.split("\n"), start=1):
-        line = line.rstrip("\r")
-        if not line.strip():
-            continue
-        key, tab, value = line.partition("\t")
-        key, value = key.strip(), value.strip()
-        if number == 1 and key.lower() in _ID_HEADERS:
-            continue
-        if not tab or not value:
-            raise DataError("expected 'item<TAB>path-or-URL'" + (" (no tab found)" if not tab
-                            else " (empty path)"), file=path, line=number)
-        if not key:
-            raise DataError("empty item id", file=path, line=number)
-        if key in out:
-            repeated += 1
-            continue
+    for key, value in raw.items():
+        value = value.strip()
         out[key] = value if is_url(value) else str((path.parent / value)
                                                     if not Path(value).is_absolute() else value)
     if not out:

@@ -39,7 +39,7 @@ import pandas as pd
 
 from stair_pyg.data.csv import ALIASES, ENCODING_OPTION, process_interactions, read_table
 from stair_pyg.data.errors import DataError, warn_data
-from stair_pyg.data.files import read_text
+from stair_pyg.data.files import read_keyed_lines
 from stair_pyg.data.options import FIELDS, InteractionOptions, takes_options
 from stair_pyg.data.features import encode_texts, normalize_text
 from stair_pyg.data.images import MAX_PIXELS, MISSING_POLICIES
@@ -59,25 +59,10 @@ def read_item_text(path: PathLike, encoding: str = "utf-8") -> Dict[str, str]:
     :class:`~stair_pyg.data.errors.DataWarning`. The file is read in :obj:`encoding` (a UTF-8
     byte-order mark is accepted)."""
     path = Path(path)
-    content = read_text(path, encoding, ENCODING_OPTION)
-    texts: Dict[str, str] = {}
-    repeated = 0
-    for number, line in enumerate(content.split("\n"), start=1):
-        line = line.rstrip("\r")
-        if not line.strip():
-            continue
-        key, tab, text = line.partition("\t")
-        key = key.strip()
-        if number == 1 and key.split(":")[0].lower() in ALIASES["item"] + ("id",):
-            continue
-        if not tab:
-            raise DataError("expected 'item<TAB>text' (no tab found)", file=path, line=number)
-        if not key:
-            raise DataError("empty item id", file=path, line=number)
-        if key in texts:
-            repeated += 1
-            continue
-        texts[key] = normalize_text(text)
+    raw, repeated = read_keyed_lines(
+        path, encoding, ENCODING_OPTION, "item<TAB>text",
+        lambda key: key.split(":")[0].lower() in ALIASES["item"] + ("id",))
+    texts = {key: normalize_text(text) for key, text in raw.items()}
     if repeated:
         warn_data(f"{path}: {repeated} repeated item id(s); the first text of each is kept",
                   stacklevel=2)
