@@ -141,8 +141,8 @@ def _load_export(folder: Path) -> Tuple[Tensor, Tensor, Tensor, Optional[Path]]:
 
 def run(args: argparse.Namespace) -> int:
     from stair_pyg.data import DataError
-    from stair_pyg.eval.evaluator import block_size
-    from stair_pyg.nn.retrieval import PairIndex, has_faiss, index_topk, topk_items
+    from stair_pyg.eval.evaluator import block_size, recommend_topk
+    from stair_pyg.nn.retrieval import PairIndex, has_faiss, index_topk
     from stair_pyg.train import CheckpointError, load_trained
 
     if args.format == "parquet":
@@ -183,8 +183,6 @@ def run(args: argparse.Namespace) -> int:
                   file=sys.stderr)
             return 2
     users = users.to(user_emb.device)
-    exclude = PairIndex(seen.to(user_emb.device), num_users, num_items)
-    block = block_size(num_items, user_emb.device, args.batch_users)
     blocks: Iterable[Tuple[Tensor, Tensor, Tensor]]
     if index_path is not None and not args.exact and has_faiss():
         import faiss
@@ -192,9 +190,11 @@ def run(args: argparse.Namespace) -> int:
 
         index = MIPSKNNIndex()
         index.index = faiss.read_index(str(index_path))
-        blocks = index_topk(index, user_emb, users, exclude, args.k, block)
+        exclude = PairIndex(seen.to(user_emb.device), num_users, num_items)
+        blocks = index_topk(index, user_emb, users, exclude, args.k,
+                            block_size(num_items, user_emb.device, args.batch_users))
     else:
-        blocks = topk_items(user_emb, item_emb, users, exclude, args.k, block)
+        blocks = recommend_topk(user_emb, item_emb, users, seen, args.k, args.batch_users)
     writer = _Writer(args.output, args.format)
     try:
         with torch.no_grad():

@@ -89,16 +89,15 @@ def topk_items(user_emb: Tensor, item_emb: Tensor, users: Tensor, exclude: Optio
     :math:`-\infty`: yields ``(block_users, top_items [b, k'], top_scores [b, k'])`` with
     :math:`k' = \min(k, I)`."""
     num_items = item_emb.size(0)
-    step = block
     item_t = item_emb.t()
-    for start in range(0, users.numel(), step):
-        block = users[start:start + step]
-        scores = user_emb[block] @ item_t
+    for start in range(0, users.numel(), block):
+        ids = users[start:start + block]
+        scores = user_emb[ids] @ item_t
         if exclude is not None:
-            row, col = exclude.entries(block)
+            row, col = exclude.entries(ids)
             scores[row, col] = float("-inf")
         top_scores, top_items = torch.topk(scores, min(k, num_items), dim=1)
-        yield block, top_items, top_scores
+        yield ids, top_items, top_scores
 
 
 def has_faiss() -> bool:
