@@ -211,28 +211,27 @@ class STAIR(Recommender):
                 raise ValueError(f"modality features must have shape [{self.num_items}, f], got "
                                  f"{tuple(x.shape)}")
         named = names if isinstance(features, Mapping) else [str(m) for m in range(len(feats))]
-        pairs = [(x, int(km)) for x, km in zip(feats, ks) if int(km) > 0]
-        if not pairs:
+        kept = [(name, x, int(km)) for name, x, km in zip(named, feats, ks) if int(km) > 0]
+        if not kept:
             return
         weight = self.item_embedding.weight
-        edge_index, edge_weight = modality_graph([x for x, _ in pairs], [km for _, km in pairs],
+        edge_index, edge_weight = modality_graph([x for _, x, _ in kept],
+                                                 [km for _, _, km in kept],
                                                  method=self.knn_method)
         self.item_adj = SparseAdjBuffer(to_sparse_adj(
             edge_index.to(weight.device), self.num_items,
             edge_weight.to(device=weight.device, dtype=weight.dtype), symmetric=True))
 
-        total = sum(km for _, km in pairs)
+        total = sum(km for _, _, km in kept)
         items = None
         self._mi_modalities, self._mi_features = [], {}
-        for name, x, km in zip(named, feats, ks):
-            if int(km) <= 0:
-                continue
+        for name, x, km in kept:
             w, transform = fit_whiten(x, self.embedding_dim)
             self.register_buffer(f"mi_mean_{name}", transform.mean.to(weight.device))
             self.register_buffer(f"mi_projection_{name}", transform.projection.to(weight.device))
-            self._mi_modalities.append((name, int(km)))
+            self._mi_modalities.append((name, km))
             self._mi_features[name] = x
-            part = w.to(torch.float64) * int(km)
+            part = w.to(torch.float64) * km
             items = part if items is None else items + part
         items = (items / total).to(device=weight.device, dtype=weight.dtype)
         self.item_embedding.weight.copy_(items)
