@@ -7,8 +7,11 @@ with the selection ``--seed``; the point with the best **validation** metric is 
 ``--final-seeds``, and its **test** metrics at the best validation epoch are reported as mean ± std
 over all of its seeds (the other points' test columns are for inspection only). ``--models``
 trains each model with its packaged settings (``stair_pyg/configs/models/<name>.yaml``) on the
-config's dataset. Runs go to ``--jobs`` processes; the JSON (``benchmarks/results/sweep_<name>.json``)
-is rewritten after every run, and a restart with the same settings reuses the finished runs.
+config's dataset. ``--leaderboard`` is the results table: every model, each over the ``grid`` of
+its packaged config, under one protocol (:data:`LEADERBOARD`), as ``### Leaderboard: <config>``.
+Runs go to ``--jobs`` processes, model by model; the JSON
+(``benchmarks/results/sweep_<name>.json``) is rewritten after every run, a restart with the same
+settings reuses the finished runs, and ``--report`` rebuilds the tables from the JSON alone.
 """
 from __future__ import annotations
 
@@ -39,6 +42,10 @@ QUICK_CONFIG = {
     "train": {"epochs": 4, "patience": 4, "eval_every": 1, "ks": [10, 20, 50]},
 }
 QUICK_GRID = ["model.gamma=0.1,1.0"]
+#: ``--leaderboard``: the protocol every model is trained under (MMRec's epoch cap; a patience
+#: long enough that LightGCN does not stop on its early popularity peak), and the final seeds.
+LEADERBOARD = ["train.epochs=1000", "train.patience=50"]
+LEADERBOARD_SEEDS = "2,3"
 
 
 def split_values(text: str) -> List[str]:
@@ -125,10 +132,25 @@ def run_point(config: Dict[str, Any], overrides: List[str], seed: int) -> Dict[s
     with meter:
         result = run_experiment(cfg, out_dir=None, progress=False, dataset=_DATASET_CACHE[key])
     numbers = lambda d: {k: float(v) for k, v in d.items() if isinstance(v, (int, float))}  # noqa
+    metric = cfg["train"].get("metric", "NDCG@20")
+    curve = [[r["epoch"], round(float(r["valid"][metric]), 5), round(float(r["loss"]), 5)]
+             for r in result["history"] if "valid" in r]
     return {"overrides": overrides, "seed": seed, "best_epoch": result["best_epoch"],
-            "epoch_seconds": float(result["epoch_seconds"]),
+            "epoch_seconds": float(result["epoch_seconds"]), "curve": curve,
             "wall_seconds": time.perf_counter() - start, "peak_memory_bytes": meter.peak_bytes(),
             "valid": numbers(result["valid"]), "test": numbers(result["test"])}
+
+
+def code_version(model: str) -> str:
+    r"""A fingerprint of :obj:`model`'s source file: a finished run is reused only by a sweep
+    whose model code and config are both unchanged (the shared trainer is not fingerprinted)."""
+    import hashlib
+    import inspect
+
+    from stair_pyg.models import MODELS
+
+    source = inspect.getsource(inspect.getmodule(MODELS[model]))
+    return hashlib.sha256(source.encode()).hexdigest()[:12]
 
 
 def run_key(model: str, overrides: Sequence[str], seed: int) -> str:
@@ -158,48 +180,82 @@ def summarise(runs: List[Dict[str, Any]]) -> Dict[str, Any]:
     return summary
 
 
+def at_cap(run: Dict[str, Any], train: Dict[str, Any]) -> bool:
+    r"""Whether :obj:`run` was still improving when the epoch cap stopped it: its best epoch
+    came later than ``epochs - patience * eval_every``, so early stopping never fired."""
+    every = int(train.get("eval_every", 1))
+    return run["best_epoch"] > int(train["epochs"]) - int(train["patience"]) * every
+
+
 def markdown(results: Dict[str, Any]) -> str:
-    metric, seed, axes = results["metric"], results["selection_seed"], results["grid"]
+    metric, seed = results["metric"], results["selection_seed"]
     memory = ("`torch.cuda.max_memory_allocated`" if results["device"].startswith("cuda")
               else "growth of the process's peak RSS during the run")
-    lines = [f"### Sweep: `{results['name']}`", "",
+    train = next(iter(results["models"].values()))["config"]["train"]
+    lines = [f"### {results.get('title') or 'Sweep: `' + results['name'] + '`'}", "",
              f"Every grid point trained with seed {seed}, selected on **validation** {metric}; "
              f"the selected point then run with seeds {results['seeds']} and reported on test at "
              "its best validation epoch (mean ± std). Test columns of the other points are for "
-             f"inspection only. Peak memory: {memory} (largest over seeds). Device: "
-             f"{results['device_name']}.", ""]
-    headers = [k for k, _ in axes] + [f"valid {metric}", "test Recall@20", "test NDCG@20",
-                                      "best epoch", "s/epoch"]
+             f"inspection only. Up to {train['epochs']} epochs, early stopping after "
+             f"{train['patience']} evaluations without improvement; † marks a best epoch so late "
+             f"that the cap, not early stopping, ended the run. Peak memory: {memory} (largest "
+             f"over seeds). Device: {results['device_name']}.", ""]
+    rows = []
     for model, entry in results["models"].items():
-        if len(results["points"]) < 2:
-            break
-        rows = []
-        for point in results["points"]:
+        points, axes, cfg = entry["points"], entry["grid"], entry["config"]["train"]
+        done = sum(run_key(model, p, seed) in results["runs"] for p in points)
+        s = entry.get("final") or {}
+        if done < len(points) or not s.get("seeds"):
+            status = (f"{done} of {len(points)} grid points run" if done < len(points) else
+                      "every grid point failed" if entry["selected"] is None else
+                      f"{len(s.get('seeds', []))} of {len(results['seeds'])} seeds run")
+            rows.append([model, status] + [""] * (len(HEADLINE) + 3))
+        else:
+            capped = any(at_cap(results["runs"][run_key(model, entry["selected"], x)], cfg)
+                         for x in s["seeds"])
+            rows.append([model, " ".join(entry["selected"]) or "packaged"] + [
+                f"{s[m]['mean']:.4f} ± {s[m]['std']:.4f}" for m in HEADLINE] + [
+                f"{s['epoch_seconds']['mean']:.2f}", fmt_bytes(s["peak_memory_bytes"]),
+                f"{s['best_epoch']['mean']:.0f}" + " †" * capped
+                + (f" ({s['failed']} failed)" if s["failed"] else "")])
+    env = results["environment"]
+    lines += [markdown_table(["model", "selected"] + [f"test {m}" for m in HEADLINE]
+                             + ["s/epoch", "peak memory", "best epoch"], rows), ""]
+    for model, entry in results["models"].items():
+        if len(entry["points"]) < 2:
+            continue
+        headers = [k for k, _ in entry["grid"]] + [f"valid {metric}", "test Recall@20",
+                                                   "test NDCG@20", "best epoch", "s/epoch"]
+        grid_rows = []
+        for point in entry["points"]:
             run = results["runs"].get(run_key(model, point, seed))
             cells = ["not run"] if run is None else [
                 "failed: " + run["error"].splitlines()[0][:60]] if "error" in run else [
                 f"{run['valid'].get(metric, float('nan')):.4f}"
                 + (" **selected**" if point == entry["selected"] else "")] + [
                 f"{run['test'].get(m, float('nan')):.4f}" for m in HEADLINE[1::2]] + [
-                str(run["best_epoch"]), f"{run['epoch_seconds']:.2f}"]
-            rows.append([o.split("=", 1)[1] for o in point] + cells)
-        lines += [f"Model `{model}`:", "", markdown_table(headers, rows), ""]
-    rows = []
-    for model, entry in results["models"].items():
-        s = entry.get("final") or {}
-        if not s.get("seeds"):
-            rows.append([model, "failed"] + [""] * (len(HEADLINE) + 3))
-            continue
-        rows.append([model, " ".join(entry["selected"]) or "packaged"] + [
-            f"{s[m]['mean']:.4f} ± {s[m]['std']:.4f}" for m in HEADLINE] + [
-            f"{s['epoch_seconds']['mean']:.2f}", fmt_bytes(s["peak_memory_bytes"]),
-            f"{s['best_epoch']['mean']:.0f}" + (f" ({s['failed']} failed)" if s["failed"] else "")])
-    env = results["environment"]
-    lines += [markdown_table(["model", "selected"] + [f"test {m}" for m in HEADLINE]
-                             + ["s/epoch", "peak memory", "best epoch"], rows), "",
-              f"Produced by `python benchmarks/sweep.py {results['args']}` on {env['time']} "
-              f"(torch {env['torch']}, PyG {env['torch_geometric']})."]
+                f"{run['best_epoch']}" + " †" * at_cap(run, entry["config"]["train"]),
+                f"{run['epoch_seconds']:.2f}"]
+            grid_rows.append([o.split("=", 1)[1] for o in point] + cells)
+        lines += [f"Model `{model}`, seed {seed}:", "", markdown_table(headers, grid_rows), ""]
+    lines += [f"Produced by `python benchmarks/sweep.py {results['args']}` on {env['time']} "
+              f"(torch {env['torch']}, PyG {env['torch_geometric']}); tables regenerated from "
+              f"the JSON by `python benchmarks/sweep.py {results['args']} --report`."]
     return "\n".join(lines)
+
+
+def packaged_grid(model: str) -> List[List[Any]]:
+    r"""The ``grid`` section of :obj:`model`'s packaged config as sweep axes (values written
+    back as YAML, so ``1.0e-05`` stays a float)."""
+    import yaml
+
+    from stair_pyg.configs import model_config_path
+    from stair_pyg.train.config import check_grid
+
+    grid = check_grid(yaml.safe_load(model_config_path(model).read_text()).get("grid"))
+    dump = lambda v: yaml.safe_dump(v, default_flow_style=True, width=10**6)  # noqa: E731
+    return [[key, [dump(v).removesuffix("\n...\n").strip() for v in values]]
+            for key, values in grid.items()]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -208,6 +264,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("--config", default="synthetic", help="experiment YAML or packaged config name")
     add("--models", help="comma-separated, or 'all' (default: the config's model)")
     add("--grid", action="append", default=[], help="key=v1,v2,... (repeatable: the product)")
+    add("--leaderboard", action="store_true",
+        help="every model with its packaged grid, " + " ".join(LEADERBOARD)
+        + f", final seeds {LEADERBOARD_SEEDS}")
     add("--set", action="append", default=[], help="key=value applied to every run")
     add("--seed", type=int, default=1, help="selection seed (default: 1)")
     add("--final-seeds", default="", help="further seeds of the selected point, e.g. 2,3")
@@ -215,6 +274,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--threads", type=int, help="torch threads per worker (default: cores / jobs)")
     add("--name", help="section / file name (default: <config>[-<model>])")
     add("--fresh", action="store_true", help="ignore the runs of an earlier JSON")
+    add("--report", action="store_true",
+        help="train nothing: rebuild the tables (and RESULTS.md) from the JSON's runs")
     add("--out", help="write the JSON here and leave RESULTS.md alone")
     add("--no-write", action="store_true", help="print only; write neither JSON nor RESULTS.md")
     add("--device", default="cpu", help="auto | cpu | cuda (default: cpu)")
@@ -228,78 +289,114 @@ def main(argv: Optional[List[str]] = None) -> int:
     from stair_pyg.train.config import apply_overrides, resolve_config
 
     args = build_parser().parse_args(argv)
-    argv = list(sys.argv[1:] if argv is None else argv)
-    models: List[Optional[str]] = ([None] if not args.models else COMPARED
+    argv = [a for a in (sys.argv[1:] if argv is None else argv) if a != "--report"]
+    if args.leaderboard:
+        args.models, args.final_seeds = args.models or "all", args.final_seeds or LEADERBOARD_SEEDS
+        args.set = LEADERBOARD + args.set
+    models: List[Optional[str]] = ([None] if not args.models else list(MODELS) if
+                                   args.leaderboard and args.models == "all" else COMPARED
                                    if args.models == "all" else args.models.split(","))
     unknown = [m for m in models if m is not None and m not in MODELS]
     if unknown:
         raise SystemExit(f"unknown model(s) {unknown}; known: {sorted(MODELS)}")
     axes = parse_grid(args.grid or (QUICK_GRID if args.quick and not args.models else []))
-    points = grid_points(axes)
-    configs = {}
+    configs, grids = {}, {}
     for m in models:
         config = model_config(args, m)
-        for point in points:  # bad configs fail here, not in a worker
-            resolve_config(apply_overrides(config, point), check_paths=point is points[0])
-        configs[str(config["model"].get("name", "stair"))] = config
+        name = str(config["model"].get("name", "stair"))
+        model_axes = packaged_grid(name) if args.leaderboard and not args.grid else axes
+        for point in grid_points(model_axes):  # bad configs fail here, not in a worker
+            resolve_config(apply_overrides(config, point), check_paths=not grids.get(name))
+            grids[name] = model_axes
+        configs[name] = config
     metric = str(next(iter(configs.values()))["train"].get("metric", "NDCG@20"))
     stem = "quick" if args.quick else Path(args.config).stem
-    name = args.name or (f"{stem}-{next(iter(configs))}" if len(configs) == 1 else stem)
+    name = args.name or (f"leaderboard-{stem}" if args.leaderboard else f"{stem}-{next(iter(configs))}"
+                         if len(configs) == 1 else stem)
     final_seeds = [args.seed] + [int(s) for s in split_values(args.final_seeds) if
                                  int(s) != args.seed]
     jobs = max(1, args.jobs)
     threads = args.threads or max(1, (os.cpu_count() or 1) // jobs)
     json_path = (Path(args.out) if args.out else BENCH_DIR / "results") / f"{SCRIPT}_{name}.json"
     runs: Dict[str, Dict[str, Any]] = {}
-    if json_path.is_file() and not args.fresh and not args.no_write:
+    stored: Dict[str, Any] = {}
+    if json_path.is_file() and not args.fresh and not (args.no_write and not args.report):
         stored = json.loads(json_path.read_text())
-        stored_configs = {m: e.get("config") for m, e in stored.get("models", {}).items()}
+        same = {m for m, e in stored.get("models", {}).items() if m in configs
+                and e.get("config") == json.loads(json.dumps(configs[m]))
+                and e.get("code") == code_version(m)}
         runs = {k: v for k, v in stored.get("runs", {}).items() if "error" not in v
-                and stored_configs.get(json.loads(k)[0]) == json.loads(json.dumps(
-                    configs.get(json.loads(k)[0])))}
+                and json.loads(k)[0] in same}
         if runs:
             print(f"[sweep] reusing {len(runs)} finished run(s) from {json_path}")
+    elif args.report:
+        raise SystemExit(f"--report: no results at {json_path}")
     device = resolve_device(args.device)
     results: Dict[str, Any] = {
-        "script": SCRIPT, "name": name, "args": " ".join(argv), "metric": metric, "grid": axes,
-        "points": points, "selection_seed": args.seed, "seeds": final_seeds,
+        "script": SCRIPT, "name": name, "args": " ".join(argv), "metric": metric,
+        "title": f"Leaderboard: {stem}" if args.leaderboard else None,
+        "selection_seed": args.seed, "seeds": final_seeds,
         "device": str(device), "device_name": device_name(device), "environment": environment(),
-        "models": {m: {"config": c, "selected": None} for m, c in configs.items()}, "runs": runs}
+        "models": {m: {"config": c, "code": code_version(m), "grid": grids[m],
+                       "points": grid_points(grids[m]), "selected": None}
+                   for m, c in configs.items()}, "runs": runs}
+    if args.report:  # the run's own description, not this invocation's
+        results.update({k: stored[k] for k in ("device", "device_name", "environment", "args")
+                        if k in stored})
 
     def save() -> None:
-        if not args.no_write:
+        if not args.no_write and not args.report:
             write_json(json_path, results)
 
-    def execute(todo: List[List[Any]]) -> None:
-        todo = [t for t in todo if run_key(*t) not in runs]
-        if not todo:
-            return
-        print(f"[sweep] {len(todo)} run(s) on {jobs} worker(s) x {threads} thread(s)", flush=True)
+    def needed(model: str) -> List[List[Any]]:
+        r"""The runs :obj:`model` needs next: its grid points, then (all of them finished) the
+        selected point's further seeds."""
+        entry = results["models"][model]
+        todo = [[model, p, args.seed] for p in entry["points"]
+                if run_key(model, p, args.seed) not in runs]
+        if todo:
+            return todo
+        entry["selected"] = select(model, entry["points"], runs, args.seed, metric)
+        return [] if entry["selected"] is None else [
+            [model, entry["selected"], s] for s in final_seeds
+            if run_key(model, entry["selected"], s) not in runs]
+
+    def record(task: List[Any], run: Dict[str, Any]) -> None:
+        model, point, seed = task
+        msg = ("FAILED " + run["error"] if "error" in run else
+               f"valid {metric} {run['valid'].get(metric, float('nan')):.4f} "
+               f"best epoch {run['best_epoch']} ({run['wall_seconds']:.0f} s)")
+        runs[run_key(model, point, seed)] = run
+        save()
+        print(f"[sweep] {model} {' '.join(point)} seed {seed}: {msg}", flush=True)
+
+    # Models in order (grid, then its selected point's seeds), a later model's runs only taking
+    # workers the earlier ones leave idle, so that an interrupted sweep leaves whole rows.
+    if not args.report and any(needed(m) for m in configs):
+        print(f"[sweep] {sum(len(needed(m)) for m in configs)} run(s) ahead (more once a grid "
+              f"selects) on {jobs} worker(s) x {threads} thread(s)", flush=True)
         with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"),
                                  initializer=_init_worker, initargs=(threads,)) as pool:
-            pending = {pool.submit(run_point, configs[m], p, s): (m, p, s) for m, p, s in todo}
-            while pending:
+            pending: Dict[Any, List[Any]] = {}
+            while True:
+                queued = [t for t in pending.values()]
+                for task in (t for m in configs for t in needed(m) if t not in queued):
+                    if len(pending) >= jobs:
+                        break
+                    pending[pool.submit(run_point, configs[task[0]], *task[1:])] = task
+                    queued.append(task)
+                if not pending:
+                    break
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for future in done:
-                    model, point, seed = pending.pop(future)
+                    task = pending.pop(future)
                     try:
-                        run = future.result()
-                        msg = (f"valid {metric} {run['valid'].get(metric, float('nan')):.4f} "
-                               f"best epoch {run['best_epoch']} ({run['wall_seconds']:.0f} s)")
+                        record(task, future.result())
                     except Exception as e:  # keep going: one failed run must not lose others
-                        run = {"overrides": point, "seed": seed,
-                               "error": f"{type(e).__name__}: {e}"}
-                        msg = "FAILED " + run["error"]
-                    runs[run_key(model, point, seed)] = run
-                    save()
-                    print(f"[sweep] {model} {' '.join(point)} seed {seed}: {msg}", flush=True)
-
-    execute([[m, p, args.seed] for m in configs for p in points])
+                        record(task, {"overrides": task[1], "seed": task[2],
+                                      "error": f"{type(e).__name__}: {e}"})
     for m, entry in results["models"].items():
-        entry["selected"] = select(m, points, runs, args.seed, metric)
-    execute([[m, e["selected"], s] for m, e in results["models"].items()
-             if e["selected"] is not None for s in final_seeds])
-    for m, entry in results["models"].items():
+        needed(m)
         entry["final"] = summarise([runs.get(run_key(m, entry["selected"], s), {"error": "not run"})
                                     for s in final_seeds] if entry["selected"] is not None
                                    else [{"error": "every grid point failed"}])
@@ -307,7 +404,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     print(table)
     if not args.no_write:
         save()
-        print(f"[sweep] wrote {json_path}")
+        print(f"[sweep] wrote {json_path}" if not args.report else "[sweep] tables rebuilt")
         if not args.out:
             write_section(SCRIPT, name, [table])
     return 0 if all(not e["final"]["failed"] for e in results["models"].values()) else 1

@@ -28,6 +28,7 @@ CASES = [
     ("dataset.content_weight=2", "content_weight"),
     ("dataset.ratios=[0.5,0.5]", "ratios"),
     ("dataset.seed=1.5", "dataset.seed"),
+    ("grid.gamma=[0.1]", "grid.gamma"),  # a grid key is a --set key (model.gamma)
 ]
 
 

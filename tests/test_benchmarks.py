@@ -184,7 +184,7 @@ def test_sweep_selects_on_validation_and_resumes(tmp_path):
             "--final-seeds", "2", "--out", str(tmp_path))
     first = _run("sweep.py", *args)
     result = json.loads((tmp_path / "sweep_quick-stair.json").read_text())
-    assert len(result["points"]) == 2
+    assert len(result["models"]["stair"]["points"]) == 2
     seed1 = [r for r in result["runs"].values() if r["seed"] == 1]
     best = max(seed1, key=lambda r: r["valid"]["NDCG@20"])
     stair = result["models"]["stair"]
@@ -206,6 +206,54 @@ def test_sweep_grid_values_split_outside_brackets(bench_script):
     axes = sweep.parse_grid(["model.gamma=0.1,1", "train.lr=1e-3"])
     assert sweep.grid_points(axes) == [["model.gamma=0.1", "train.lr=1e-3"],
                                        ["model.gamma=1", "train.lr=1e-3"]]
+
+
+def test_packaged_grids_resolve_and_name_their_source(bench_script):
+    import yaml
+
+    from stair_pyg.configs import model_config_path
+    from stair_pyg.models import MODELS
+    from stair_pyg.train.config import apply_overrides, resolve_config
+
+    sweep = bench_script("sweep")
+    for model in MODELS:
+        text = model_config_path(model).read_text()
+        assert "Source" in text.split("grid:")[0], f"{model}: the grid does not say its source"
+        config = {**sweep.QUICK_CONFIG, "model": yaml.safe_load(text)["model"]}
+        for point in sweep.grid_points(sweep.packaged_grid(model)):
+            resolved = resolve_config(apply_overrides(config, point), check_paths=False)
+            for override in point:  # each value reaches the run with its YAML type (1.0e-05)
+                node = resolved
+                for part in override.split("=", 1)[0].split("."):
+                    node = node[part]
+                assert isinstance(node, (int, float)), (model, override, node)
+
+
+def test_leaderboard_runs_model_by_model_and_report_rebuilds_it(tmp_path):
+    args = ("--quick", "--leaderboard", "--models", "bpr,lgmrec", "--set", "train.epochs=2",
+            "--set", "train.patience=1", "--final-seeds", "2", "--out", str(tmp_path))
+    first = _run("sweep.py", *args)
+    result = json.loads((tmp_path / "sweep_leaderboard-quick.json").read_text())
+    bpr = result["models"]["bpr"]
+    assert len(bpr["points"]) == 7 and result["models"]["lgmrec"]["points"] == [[]]
+    assert bpr["final"]["seeds"] == [1, 2] and result["models"]["lgmrec"]["final"]["seeds"] == [1, 2]
+    order = [line.split()[1] for line in first.stdout.splitlines()
+             if line.startswith("[sweep] bpr") or line.startswith("[sweep] lgmrec")]
+    assert order == ["bpr"] * 8 + ["lgmrec"] * 2  # one model's grid and seeds, then the next
+    assert "### Leaderboard: quick" in first.stdout and "2 †" in first.stdout
+    report = _run("sweep.py", *args, "--report")
+    assert "run(s) ahead" not in report.stdout  # nothing trained
+    table = lambda out: out[out.index("### Leaderboard"):out.index("Produced by")]  # noqa
+    assert table(report.stdout) == table(first.stdout)
+
+
+def test_at_cap_marks_runs_the_epoch_cap_stopped(bench_script):
+    at_cap = bench_script("sweep").at_cap
+    train = {"epochs": 100, "patience": 20, "eval_every": 1}
+    assert at_cap({"best_epoch": 81}, train) and not at_cap({"best_epoch": 80}, train)
+    # Patience counts evaluations: every second epoch, 20 of them span 40 epochs.
+    assert at_cap({"best_epoch": 61}, {**train, "eval_every": 2})
+    assert not at_cap({"best_epoch": 60}, {**train, "eval_every": 2})
 
 
 # --------------------------------------------------------------------------------------------

@@ -165,6 +165,25 @@ class TrainConfig:
 
 FILE_FORMATS = ("mmrec", "recbole", "csv")
 SECTIONS = ("dataset", "model", "train")
+#: The top-level key of a model config's hyper-parameter grid (``benchmarks/sweep.py``); a run
+#: ignores it.
+GRID = "grid"
+
+
+def check_grid(grid: Any) -> Dict[str, List[Any]]:
+    r"""Checks a ``grid`` section: ``{override key: [value, ...]}``, keys as in ``--set``
+    (``model.gamma``, ``model.knn_k.text``), each with a non-empty list of values."""
+    if grid is None:
+        return {}
+    if not isinstance(grid, dict):
+        raise ConfigError(f"'{GRID}' must be a mapping of keys to lists of values, got {grid!r}")
+    for key, values in grid.items():
+        if not isinstance(key, str) or key.split(".")[0] not in SECTIONS:
+            raise ConfigError(f"'{GRID}.{key}': a grid key names a setting as in --set, "
+                              f"e.g. model.gamma")
+        if not isinstance(values, list) or not values:
+            raise ConfigError(f"'{GRID}.{key}' must be a non-empty list of values, got {values!r}")
+    return grid
 
 
 def load_yaml(path: Union[str, Path]) -> Dict[str, Any]:
@@ -318,9 +337,11 @@ def resolve_config(config: Dict[str, Any], base_dir: Optional[Union[str, Path]] 
     if not isinstance(config, dict):
         raise ConfigError(f"a config must be a mapping, got {type(config).__name__}")
     for key in config:
-        if key not in SECTIONS:
-            raise ConfigError(f"unknown top-level key '{key}'; allowed: {list(SECTIONS)}")
+        if key not in SECTIONS + (GRID,):
+            raise ConfigError(f"unknown top-level key '{key}'; allowed: {list(SECTIONS)} "
+                              f"and '{GRID}'")
     cfg = copy.deepcopy(config)
+    check_grid(cfg.pop(GRID, {}))
     for section in SECTIONS:
         if cfg.get(section) is None:
             cfg[section] = {}
