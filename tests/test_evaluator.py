@@ -170,6 +170,15 @@ def test_block_plan_follows_the_budget_and_says_why():
     block, why = block_plan(100_000, cpu, batch_users=10, memory_bytes=256 * 2 ** 20)
     assert block == 10 and "eval_batch_users" in why
     assert block_plan(10 ** 9, cpu, memory_bytes=1)[0] == 1  # never an empty block
+    # Without a budget, CPU blocks stay within the reusable heap size while that leaves enough
+    # users per block; a large catalogue gets the memory-bounded block instead.
+    from stair_pyg.eval.evaluator import CPU_BLOCK_BYTES, CPU_MIN_BLOCK_USERS
+
+    block, why = block_plan(4_385, cpu, batch_users=4096)
+    assert block == CPU_BLOCK_BYTES // (BYTES_PER_SCORE * 4_385) < 4096 and "heap" in why
+    big = CPU_BLOCK_BYTES // (BYTES_PER_SCORE * CPU_MIN_BLOCK_USERS) + 1
+    block, why = block_plan(big, cpu, batch_users=4096)
+    assert block > CPU_MIN_BLOCK_USERS and "free memory" in why
 
 
 _PEAK_SCRIPT = r"""
