@@ -263,19 +263,6 @@ def test_at_cap_marks_runs_the_epoch_cap_stopped(bench_script):
 GIB = 2**30
 
 
-@pytest.fixture
-def bench_script(monkeypatch):
-    r"""Imports ``benchmarks/<name>.py`` as ``python benchmarks/<name>.py`` sees its siblings."""
-    import importlib
-
-    monkeypatch.syspath_prepend(str(BENCH))
-
-    def load(name: str):
-        return importlib.import_module(name)
-
-    return load
-
-
 def _done(peak_gib: float, epoch_s: float = 1.0, ratio: float = 1.0) -> dict:
     peak = peak_gib * GIB
     return {"epoch_s": epoch_s, "build_s": 0.1, "peak_bytes": peak / 2, "host_peak_bytes": peak,
