@@ -40,7 +40,12 @@ set one up and exits 0. The recipe used for ``benchmarks/RESULTS.md``
 
 Writes ``benchmarks/results/parity_mmrec_<dataset>.json`` (both curves of every model) and,
 with ``--write-results``, the section ``parity_mmrec:<dataset>`` of ``RESULTS.md`` (every 5th
-epoch and the best ones, not the whole curves). ``--quick``: 2 epochs per side (a smoke run).
+epoch and the best ones, not the whole curves). A run of some models keeps the other models'
+entries of an earlier run of the same protocol in that JSON; ``--reuse-mmrec`` takes MMRec's
+curve from there when its config is unchanged (only ours reruns); ``--from-json`` runs nothing
+and reports (with ``--write-results``: writes the section from) the stored curves, including an
+earlier version of ours kept as ``ours_before`` and the ``notes`` (the results' reading).
+``--quick``: 2 epochs per side (a smoke run).
 """
 from __future__ import annotations
 
