@@ -184,6 +184,19 @@ def test_bm3_target_dropout_is_stochastic_and_gradient_free():
     assert torch.allclose(model.recommendation_loss(users, pos, neg), a)
 
 
+def test_bm3_repeats_in_a_batch_share_their_target_mask():
+    # As MMRec (one mask per batch over the whole table): a pair repeated in a batch is one
+    # draw, so its loss is the single pair's under the same seed.
+    data, edges = random_graph()
+    model = BM3.from_data(data, embedding_dim=5, dropout=0.5)
+    u, i = edges[0, :1], edges[1, :1]
+    torch.manual_seed(3)
+    once = model.recommendation_loss(u, i, i)
+    torch.manual_seed(3)
+    twice = model.recommendation_loss(u.repeat(3), i.repeat(3), i.repeat(3))
+    assert torch.allclose(once, twice, atol=1e-6)
+
+
 # --------------------------------------------------------------------------- LGMRec
 
 def test_hypergraph_propagation_closed_form():

@@ -45,6 +45,11 @@ class BM3(Recommender):
     (the last term is MMRec's ``EmbLoss`` over the whole encoder output). Scores are
     :math:`g(\mathbf{e}_u)^\top g(\mathbf{e}_i)`. The negatives the trainer samples are ignored.
 
+    As in MMRec, a target's dropout mask is drawn once per batch for each distinct user or item
+    (MMRec drops out the whole table and then gathers the batch's rows), so the repeats of a
+    popular item within a batch share one mask (a mask per batch row would average the target
+    noise over the repeats). ``benchmarks/parity_mmrec.py`` compares the curves with MMRec's.
+
     Defaults: :math:`d = 64`, :obj:`cl_weight=2.0` (MMRec); from the grids MMRec tunes
     (``n_layers`` [1, 2], ``dropout`` [0.3, 0.5], ``reg_weight`` [0.1, 0.01]) the authors' best
     for Baby (BM3 README): 1 layer, dropout 0.5, reg_weight 0.1. Initialisation as MMRec:
@@ -148,18 +153,23 @@ class BM3(Recommender):
     def recommendation_loss(self, users: Tensor, pos_items: Tensor,
                             neg_items: Tensor) -> Tensor:
         user_all, item_all = self.encode()
+        # MMRec draws each target view's dropout mask once per batch over the whole table and
+        # then gathers the batch's rows, so the repeats of a user or an item within a batch
+        # share one mask. Drawing over the batch's distinct ids and gathering does the same.
+        uniq_u, inv_u = torch.unique(users, return_inverse=True)
+        uniq_i, inv_i = torch.unique(pos_items, return_inverse=True)
         u, i = user_all[users], item_all[pos_items]
         with torch.no_grad():
-            u_target = F.dropout(u, self.dropout, training=True)
-            i_target = F.dropout(i, self.dropout, training=True)
+            u_target = F.dropout(user_all[uniq_u], self.dropout, training=True)[inv_u]
+            i_target = F.dropout(item_all[uniq_i], self.dropout, training=True)[inv_i]
         loss = (bootstrap_loss(self.predictor(u), i_target)
                 + bootstrap_loss(self.predictor(i), u_target))
         cl = u.new_zeros(())
         for m in self.modalities:
-            feat = self.projections[m](self.features[m][pos_items])
+            feat = self.projections[m](self.features[m][uniq_i])
             with torch.no_grad():
-                feat_target = F.dropout(feat, self.dropout, training=True)
-            feat_online = self.predictor(feat)
+                feat_target = F.dropout(feat, self.dropout, training=True)[inv_i]
+            feat_online = self.predictor(feat)[inv_i]
             cl = cl + bootstrap_loss(feat_online, i_target) + bootstrap_loss(feat_online,
                                                                             feat_target)
         reg = embedding_norm_loss(user_all, item_all)
