@@ -258,6 +258,24 @@ def packaged_grid(model: str) -> List[List[Any]]:
             for key, values in grid.items()]
 
 
+def lock_results(json_path: Path) -> None:
+    r"""Holds an exclusive lock on ``<json>.lock`` for the rest of the process: a second sweep
+    into the same JSON would overwrite the first one's runs with its own, so it stops here."""
+    import fcntl
+
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(json_path.with_suffix(".lock"), "w")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        raise SystemExit(f"error: another sweep is writing {json_path}; wait for it, or stop it "
+                         "(its finished runs are kept) and start again") from None
+    _LOCKS.append(handle)
+
+
+_LOCKS: List[Any] = []
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add = parser.add_argument
@@ -320,6 +338,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     json_path = (Path(args.out) if args.out else BENCH_DIR / "results") / f"{SCRIPT}_{name}.json"
     runs: Dict[str, Dict[str, Any]] = {}
     stored: Dict[str, Any] = {}
+    if not args.no_write and not args.report:
+        lock_results(json_path)
     if json_path.is_file() and not args.fresh and not (args.no_write and not args.report):
         stored = json.loads(json_path.read_text())
         same = {m for m, e in stored.get("models", {}).items() if m in configs

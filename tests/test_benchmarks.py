@@ -247,6 +247,17 @@ def test_leaderboard_runs_model_by_model_and_report_rebuilds_it(tmp_path):
     assert table(report.stdout) == table(first.stdout)
 
 
+def test_a_second_sweep_into_the_same_json_is_refused(bench_script, tmp_path):
+    import fcntl
+
+    sweep = bench_script("sweep")
+    with open(tmp_path / "sweep_quick-stair.lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # as a running sweep holds it
+        with pytest.raises(SystemExit, match="another sweep is writing"):
+            sweep.main(["--quick", "--set", "train.epochs=1", "--out", str(tmp_path)])
+    assert not (tmp_path / "sweep_quick-stair.json").exists()  # nothing ran, nothing written
+
+
 def test_at_cap_marks_runs_the_epoch_cap_stopped(bench_script):
     at_cap = bench_script("sweep").at_cap
     train = {"epochs": 100, "patience": 20, "eval_every": 1}
