@@ -104,8 +104,9 @@ class TrainConfig:
     eval_batch_users: Optional[int] = 4096
     #: Memory budget of one full-ranking block in GiB (null: a quarter of the free memory).
     eval_memory_gib: Optional[float] = None
-    #: Negatives drawn from ``all`` items (MMRec, the STAIR paper) or only the ``interacted``
-    #: ones (items with training interactions; helps cold-start items).
+    #: Negatives drawn from ``all`` items (the STAIR paper) or only the ``interacted`` ones
+    #: (items with training interactions, as MMRec's training loader does; helps cold-start
+    #: items).
     negatives: str = "all"
     #: On CPU, fix glibc's malloc thresholds so that large temporaries are reused instead of
     #: mapped afresh every step (:mod:`stair_pyg.train.allocator`; a process-wide setting, made

@@ -30,8 +30,9 @@ class NegativeSampler:
             one training interaction. Items without any only ever occur as negatives under
             uniform sampling, so an ID-based model learns to rank every cold-start item last;
             excluding them leaves their representation to what they share with other items
-            (STAIR: the modality initialisation and the item-graph smoothing of BSC). The default
-            (:obj:`False`) is the uniform sampling of MMRec and the STAIR paper.
+            (STAIR: the modality initialisation and the item-graph smoothing of BSC); it is
+            MMRec's pool (its loader draws from the training split's items). The default
+            (:obj:`False`), every item, is the uniform sampling of the STAIR paper.
     """
 
     def __init__(self, edge_index: Tensor, num_users: int, num_items: int,
