@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import subprocess
+import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Sequence
+from typing import Any, Callable, Dict, List, Sequence, Tuple
 
 from stair_pyg.profiling.measure import machine_note
 from stair_pyg.profiling.report import update_results_section, write_json
@@ -72,3 +74,19 @@ def publish(result: Dict[str, Any], out: Path, report: Callable[[Dict[str, Any],
             result, result["device"].startswith("cuda")), "", *after,
             f"Reproduce: `{reproduce} --write-results`"]
         write_section(result["script"], section, body)
+
+
+def run_logged(cmd: Sequence[str], log: Path, what: str, **kwargs: Any) -> Tuple[str, float]:
+    r"""Runs a peer toolbox's command (:func:`subprocess.run`, :obj:`kwargs` passed on), keeps
+    its output in :obj:`log` and returns ``(output, wall seconds)``; a failure raises
+    :class:`RuntimeError` naming :obj:`what`, the log and the output's end."""
+    start = time.perf_counter()
+    proc = subprocess.run(list(cmd), capture_output=True, text=True, **kwargs)
+    seconds = time.perf_counter() - start
+    output = proc.stdout + "\n" + proc.stderr
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text(output)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{what} failed (exit {proc.returncode}); its output is in "
+                           f"{log}:\n{output[-3000:]}")
+    return output, seconds

@@ -73,7 +73,8 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-from _results import BENCH_DIR, DATA_ROOT, REPO_ROOT, common_arguments, out_dir, write_section
+from _results import (BENCH_DIR, DATA_ROOT, REPO_ROOT, common_arguments, out_dir, run_logged,
+                      write_section)
 
 SCRIPT = "compare_authors"
 FREEREC_VERSION = "0.9.7"
@@ -286,16 +287,8 @@ def run_authors(python: str, src: Path, root: Path, name: str, epochs: int, thre
     cwd = WORK_DIR / "runs"  # FreeRec writes ./logs and ./infos
     cwd.mkdir(parents=True, exist_ok=True)
     cmd = authors_command(python, wrapper, src, root, name, epochs, workers, run_id)
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=cwd, env=_child_env(threads, src), capture_output=True,
-                          text=True)
-    wall = time.perf_counter() - start
-    output = proc.stdout + "\n" + proc.stderr
-    log_dir.mkdir(parents=True, exist_ok=True)
-    (log_dir / f"{run_id}.log").write_text(output)
-    if proc.returncode != 0:
-        raise RuntimeError(f"the authors' run failed (exit {proc.returncode}); its output: "
-                           f"{log_dir / (run_id + '.log')}\n{output[-3000:]}")
+    output, wall = run_logged(cmd, log_dir / f"{run_id}.log", "the authors' run", cwd=cwd,
+                              env=_child_env(threads, src))
     parsed = parse_authors_log(output)
     if len(parsed["train_seconds"]) != epochs:
         raise RuntimeError(f"expected {epochs} timed epochs in the authors' output, found "

@@ -61,7 +61,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from _results import BENCH_DIR, DATA_ROOT, REPO_ROOT, write_section
+from _results import BENCH_DIR, DATA_ROOT, REPO_ROOT, run_logged, write_section
 
 METRICS = ("Recall@20", "NDCG@20")
 
@@ -102,14 +102,13 @@ then run with --mmrec-python <venv>/bin/python --mmrec-src <dir>
 (or set MMREC_PYTHON and MMREC_SRC)."""
 
 # The driver MMRec runs in (written to a temporary folder at run time; MMRec's configurator reads
-# ./configs, so it runs from MMRec's src folder).
+# ./configs, so it runs from MMRec's src folder, which PYTHONPATH also puts on the import path).
 DRIVER = """\
 import json, os, sys
 import torch
 torch.set_num_threads(1)
 src, cfg_file = sys.argv[1], sys.argv[2]
 os.chdir(src)
-sys.path.insert(0, src)
 from utils.quick_start import quick_start
 with open(cfg_file) as f:
     cfg = json.load(f)
@@ -225,18 +224,10 @@ def run_mmrec(model: str, hparams: Dict[str, Any], dataset_dir: Path, python: Pa
         (tmp / "config.json").write_text(json.dumps(cfg))
         (tmp / "driver.py").write_text(DRIVER)
         env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
-                   PYTHONPATH="", PYTHONDONTWRITEBYTECODE="1")
-        start = time.perf_counter()
-        proc = subprocess.run([str(python), str(tmp / "driver.py"), str(src),
-                               str(tmp / "config.json")], capture_output=True, text=True,
-                              env=env, cwd=src)
-        seconds = time.perf_counter() - start
-    text = proc.stdout + proc.stderr
-    log_dir.mkdir(parents=True, exist_ok=True)
-    (log_dir / f"mmrec_{model}.log").write_text(text)
-    if proc.returncode != 0:
-        raise RuntimeError(f"MMRec {MMREC_NAME[model]} failed (exit {proc.returncode}); its "
-                           f"output is in {log_dir / f'mmrec_{model}.log'}:\n{text[-2000:]}")
+                   PYTHONPATH=str(src), PYTHONDONTWRITEBYTECODE="1")
+        text, seconds = run_logged([str(python), str(tmp / "driver.py"), str(src),
+                                    str(tmp / "config.json")], log_dir / f"mmrec_{model}.log",
+                                   f"MMRec {MMREC_NAME[model]}", env=env, cwd=src)
     parsed = parse_mmrec_log(text)
     cfg = {k: v for k, v in cfg.items() if k != "data_path"}
     return {**parsed, "config": cfg, "seconds": seconds}

@@ -202,7 +202,7 @@ def markdown(results: Dict[str, Any]) -> str:
              f"over seeds). Device: {results['device_name']}.", ""]
     rows = []
     for model, entry in results["models"].items():
-        points, axes, cfg = entry["points"], entry["grid"], entry["config"]["train"]
+        points, cfg = entry["points"], entry["config"]["train"]
         done = sum(run_key(model, p, seed) in results["runs"] for p in points)
         s = entry.get("final") or {}
         if done < len(points) or not s.get("seeds"):
