@@ -58,6 +58,7 @@ def test_parse_mmrec_log():
     # The summary after the stop ("best valid result: ...") does not overwrite the last epoch.
     assert hist[2]["valid"]["Recall@20"] == 0.1200 and hist[2]["test"]["NDCG@20"] == 0.0650
     assert parsed["best_epoch"] == 2
+    assert parsed["train_seconds"] == [0.98, 0.94, 0.95]
     assert P.best(hist) == {"epoch": 2, "Recall@20": 0.1338, "NDCG@20": 0.0682}
 
 
@@ -66,8 +67,8 @@ def test_parse_mmrec_log_metrics_on_the_same_line_and_no_stop():
             "x INFO valid result: recall@20: 0.2000    ndcg@20: 0.1000    \n")
     parsed = P.parse_mmrec_log(text)
     assert parsed["history"] == [{"epoch": 5, "valid": {"Recall@20": 0.2, "NDCG@20": 0.1}}]
-    assert parsed["best_epoch"] is None
-    assert P.parse_mmrec_log("") == {"history": [], "best_epoch": None}
+    assert parsed["best_epoch"] is None and parsed["train_seconds"] == []
+    assert P.parse_mmrec_log("") == {"history": [], "best_epoch": None, "train_seconds": []}
 
 
 def test_compare_aligns_epochs_and_summarises():
