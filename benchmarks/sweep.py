@@ -199,7 +199,10 @@ def markdown(results: Dict[str, Any]) -> str:
              f"inspection only. Up to {train['epochs']} epochs, early stopping after "
              f"{train['patience']} evaluations without improvement; † marks a best epoch so late "
              f"that the cap, not early stopping, ended the run. Peak memory: {memory} (largest "
-             f"over seeds). Device: {results['device_name']}.", ""]
+             f"over seeds). Device: {results['device_name'].split(' (')[0]}, "
+             f"{results.get('jobs', 1)} worker(s) x {results.get('threads', '?')} torch "
+             f"thread(s); on a CPU the seconds per epoch depend on what else ran, so they "
+             f"are for orientation only.", ""]
     rows = []
     for model, entry in results["models"].items():
         points, cfg = entry["points"], entry["config"]["train"]
@@ -222,15 +225,17 @@ def markdown(results: Dict[str, Any]) -> str:
     lines += [markdown_table(["model", "selected"] + [f"test {m}" for m in HEADLINE]
                              + ["s/epoch", "peak memory", "best epoch"], rows), ""]
     for model, entry in results["models"].items():
-        if len(entry["points"]) < 2:
+        if len(entry["points"]) < 2 or not any(run_key(model, p, seed) in results["runs"]
+                                               for p in entry["points"]):
             continue
         headers = [k for k, _ in entry["grid"]] + [f"valid {metric}", "test Recall@20",
                                                    "test NDCG@20", "best epoch", "s/epoch"]
         grid_rows = []
         for point in entry["points"]:
             run = results["runs"].get(run_key(model, point, seed))
-            cells = ["not run"] if run is None else [
-                "failed: " + run["error"].splitlines()[0][:60]] if "error" in run else [
+            blank = [""] * 4
+            cells = ["not run"] + blank if run is None else [
+                "failed: " + run["error"].splitlines()[0][:60]] + blank if "error" in run else [
                 f"{run['valid'].get(metric, float('nan')):.4f}"
                 + (" **selected**" if point == entry["selected"] else "")] + [
                 f"{run['test'].get(m, float('nan')):.4f}" for m in HEADLINE[1::2]] + [
@@ -329,8 +334,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         configs[name] = config
     metric = str(next(iter(configs.values()))["train"].get("metric", "NDCG@20"))
     stem = "quick" if args.quick else Path(args.config).stem
-    name = args.name or (f"leaderboard-{stem}" if args.leaderboard else f"{stem}-{next(iter(configs))}"
-                         if len(configs) == 1 else stem)
+    name = args.name or (f"leaderboard-{stem}" if args.leaderboard else
+                         f"{stem}-{next(iter(configs))}" if len(configs) == 1 else stem)
     final_seeds = [args.seed] + [int(s) for s in split_values(args.final_seeds) if
                                  int(s) != args.seed]
     jobs = max(1, args.jobs)
@@ -354,6 +359,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     device = resolve_device(args.device)
     results: Dict[str, Any] = {
         "script": SCRIPT, "name": name, "args": " ".join(argv), "metric": metric,
+        "jobs": jobs, "threads": threads,
         "title": f"Leaderboard: {stem}" if args.leaderboard else None,
         "selection_seed": args.seed, "seeds": final_seeds,
         "device": str(device), "device_name": device_name(device), "environment": environment(),
@@ -361,8 +367,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                        "points": grid_points(grids[m]), "selected": None}
                    for m, c in configs.items()}, "runs": runs}
     if args.report:  # the run's own description, not this invocation's
-        results.update({k: stored[k] for k in ("device", "device_name", "environment", "args")
-                        if k in stored})
+        results.update({k: stored[k] for k in ("device", "device_name", "environment", "args",
+                                               "jobs", "threads") if k in stored})
 
     def save() -> None:
         if not args.no_write and not args.report:
