@@ -113,9 +113,6 @@ def _init_worker(threads: int) -> None:
             pass
 
 
-_DATASET_CACHE: Dict[str, Any] = {}
-
-
 def run_point(config: Dict[str, Any], overrides: List[str], seed: int) -> Dict[str, Any]:
     r"""Trains one grid point with one seed (in a worker process): best epoch, seconds per
     epoch, peak memory (CUDA peak allocated; CPU growth of the peak RSS), numeric metrics."""
@@ -124,13 +121,10 @@ def run_point(config: Dict[str, Any], overrides: List[str], seed: int) -> Dict[s
     from stair_pyg.train.config import apply_overrides
 
     cfg = apply_overrides(config, overrides + [f"train.seed={seed}"])
-    key = json.dumps(cfg["dataset"], sort_keys=True)
-    if key not in _DATASET_CACHE:
-        _DATASET_CACHE.clear()
-        _DATASET_CACHE[key] = load_dataset(cfg["dataset"])
+    dataset = load_dataset(cfg["dataset"])  # before the meter: its memory is the data's
     meter, start = MemoryMeter(resolve_device(cfg["train"]["device"])), time.perf_counter()
     with meter:
-        result = run_experiment(cfg, out_dir=None, progress=False, dataset=_DATASET_CACHE[key])
+        result = run_experiment(cfg, out_dir=None, progress=False, dataset=dataset)
     numbers = lambda d: {k: float(v) for k, v in d.items() if isinstance(v, (int, float))}  # noqa
     metric = cfg["train"].get("metric", "NDCG@20")
     curve = [[r["epoch"], round(float(r["valid"][metric]), 5), round(float(r["loss"]), 5)]
@@ -138,6 +132,7 @@ def run_point(config: Dict[str, Any], overrides: List[str], seed: int) -> Dict[s
     return {"overrides": overrides, "seed": seed, "best_epoch": result["best_epoch"],
             "epoch_seconds": float(result["epoch_seconds"]), "curve": curve,
             "wall_seconds": time.perf_counter() - start, "peak_memory_bytes": meter.peak_bytes(),
+            "fresh_process": True,
             "valid": numbers(result["valid"]), "test": numbers(result["test"])}
 
 
@@ -175,8 +170,11 @@ def summarise(runs: List[Dict[str, Any]]) -> Dict[str, Any]:
         summary.update({m: mean_std([r["test"].get(m) for r in ok]) for m in HEADLINE})
         summary["epoch_seconds"] = mean_std([r["epoch_seconds"] for r in ok])
         summary["best_epoch"] = mean_std([r["best_epoch"] for r in ok])
+        # Runs of older sweeps shared a worker process, whose heap the later runs reused, so
+        # their RSS growth read near 0: only a run in a process of its own counts.
         summary["peak_memory_bytes"] = max((r["peak_memory_bytes"] for r in ok
-                                            if r["peak_memory_bytes"] is not None), default=None)
+                                            if r["peak_memory_bytes"] is not None
+                                            and r.get("fresh_process")), default=None)
     return summary
 
 
@@ -401,7 +399,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     if not args.report and any(needed(m) for m in configs):
         print(f"[sweep] {sum(len(needed(m)) for m in configs)} run(s) ahead (more once a grid "
               f"selects) on {jobs} worker(s) x {threads} thread(s)", flush=True)
+        # One process per run (max_tasks_per_child): a run's peak memory is then its own, not
+        # hidden by the heap an earlier run of the same worker left behind.
         with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"),
+                                 max_tasks_per_child=1,
                                  initializer=_init_worker, initargs=(threads,)) as pool:
             pending: Dict[Any, List[Any]] = {}
             while True:

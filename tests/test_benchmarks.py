@@ -241,6 +241,8 @@ def test_leaderboard_runs_model_by_model_and_report_rebuilds_it(tmp_path):
              if line.startswith("[sweep] bpr") or line.startswith("[sweep] lgmrec")]
     assert order == ["bpr"] * 8 + ["lgmrec"] * 2  # one model's grid and seeds, then the next
     assert "### Leaderboard: quick" in first.stdout and "2 †" in first.stdout
+    # Every run had a process of its own, so each has a memory figure of its own.
+    assert all(r["fresh_process"] and r["peak_memory_bytes"] > 0 for r in result["runs"].values())
     report = _run("sweep.py", *args, "--report")
     assert "run(s) ahead" not in report.stdout  # nothing trained
     table = lambda out: out[out.index("### Leaderboard"):out.index("Produced by")]  # noqa

@@ -22,8 +22,10 @@ def test_mean_std_and_summary(sweep):
     assert s["mean"] == pytest.approx(0.2) and s["std"] == pytest.approx(math.sqrt(0.02))
     assert sweep.mean_std([0.5])["std"] == 0.0
     runs = [{"seed": 1, "epoch_seconds": 2.0, "peak_memory_bytes": 10, "best_epoch": 3,
+             "fresh_process": True,
              "test": {"Recall@10": 0.1, "Recall@20": 0.2, "NDCG@10": 0.05, "NDCG@20": 0.07}},
             {"seed": 2, "epoch_seconds": 4.0, "peak_memory_bytes": 30, "best_epoch": 5,
+             "fresh_process": True,
              "test": {"Recall@10": 0.3, "Recall@20": 0.4, "NDCG@10": 0.15, "NDCG@20": 0.17}},
             {"seed": 3, "error": "RuntimeError: boom"}]
     summary = sweep.summarise(runs)
@@ -31,6 +33,9 @@ def test_mean_std_and_summary(sweep):
     assert summary["Recall@20"]["mean"] == pytest.approx(0.3)
     assert summary["epoch_seconds"]["mean"] == pytest.approx(3.0)
     assert summary["peak_memory_bytes"] == 30
+    # A run that shared its worker process with earlier runs has no memory figure of its own.
+    shared = [{**runs[1], "peak_memory_bytes": 500, "fresh_process": False}, runs[0]]
+    assert sweep.summarise(shared)["peak_memory_bytes"] == 10
 
 
 def test_quick_comparison_prints_a_table(sweep, capsys):
