@@ -13,7 +13,7 @@ from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
-from stair_pyg.data.errors import warn_data
+from stair_pyg.data.errors import DataError, warn_data
 
 TRAIN, VALID, TEST = 0, 1, 2
 SPLIT_NAMES = ("train", "valid", "test")
@@ -236,12 +236,8 @@ def hold_out_items(dataset, cold_items: float = 0.0, cold_items_seed: int = 0):
     The held-out ids are stored as ``data["item"].cold_items``."""
     if not isinstance(cold_items, (int, float)) or isinstance(cold_items, bool) or \
             not 0.0 <= float(cold_items) < 1.0:
-        from stair_pyg.data.errors import DataError
-
         raise DataError(f"'cold_items' must be a fraction in [0, 1), got {cold_items!r}")
     if not isinstance(cold_items_seed, int) or isinstance(cold_items_seed, bool):
-        from stair_pyg.data.errors import DataError
-
         raise DataError(f"'cold_items_seed' must be an integer, got {cold_items_seed!r}")
     if cold_items == 0:
         return dataset

@@ -178,8 +178,8 @@ class FREEDOM(Recommender):
         # The features the frozen item graph was built from (the trainable copies drift).
         self._graph_features = {m: x.detach() for m, x in features.items()}
         self.num_trained_items = self.num_items
-        self.item_adj = SparseAdjBuffer(knn_item_graph(
-            {m: x.detach() for m, x in features.items()}, knn_k, weights, knn_method))
+        self.item_adj = SparseAdjBuffer(knn_item_graph(self._graph_features, knn_k, weights,
+                                                       knn_method))
         self.reset_parameters()
 
     def reset_parameters(self) -> None:

@@ -17,6 +17,16 @@ from stair_pyg.nn.sparse import (SparseAdj, SparseAdjBuffer, csr_from_edge_index
                                  user_item_adjacency)
 
 
+def interaction_matrix(edge_index: Tensor, num_users: int, num_items: int) -> SparseAdj:
+    r"""The user-item interaction matrix ``[U, I]`` with a 1 per distinct training pair
+    (duplicates count once, as MMRec's 0/1 matrix), on the device of :obj:`edge_index`."""
+    counts = csr_from_edge_index(edge_index, None, (num_users, num_items))
+    ones = torch.sparse_csr_tensor(counts.crow_indices(), counts.col_indices(),
+                                   torch.ones_like(counts.values()), counts.shape,
+                                   check_invariants=False)
+    return SparseAdj(ones, symmetric=False)
+
+
 def hypergraph_propagate(item_hyper: Tensor, user_hyper: Tensor, item_emb: Tensor,
                          num_layers: int) -> Tuple[Tensor, Tensor]:
     r"""LGMRec's hypergraph message passing (its ``HGNNLayer``): items and users pass messages
@@ -163,12 +173,9 @@ class LGMRec(Recommender):
         edge_index = edge_index.long()
         self.register_buffer("edge_index", edge_index, persistent=False)
         self.norm_adj = SparseAdjBuffer(user_item_adjacency(edge_index, num_users, num_items))
-        interactions = csr_from_edge_index(edge_index, None, (num_users, num_items))
-        interactions = torch.sparse_csr_tensor(  # duplicates count once, as MMRec's 0/1 matrix
-            interactions.crow_indices(), interactions.col_indices(),
-            torch.ones_like(interactions.values()), interactions.shape, check_invariants=False)
-        self.interactions = SparseAdjBuffer(SparseAdj(interactions, symmetric=False))
-        degree = interactions.crow_indices().diff().float()  # distinct items per user
+        interactions = interaction_matrix(edge_index, num_users, num_items)
+        self.interactions = SparseAdjBuffer(interactions)
+        degree = interactions.adj.crow_indices().diff().float()  # distinct items per user
         self.register_buffer("inv_user_degree", 1.0 / (degree + 1e-7), persistent=False)
         self.reset_parameters()
 
@@ -214,12 +221,8 @@ class LGMRec(Recommender):
         self.num_items += n
         self.norm_adj.set(user_item_adjacency(self.edge_index, self.num_users, self.num_items).to(
             self.norm_adj.val.dtype))
-        interactions = csr_from_edge_index(self.edge_index, None,
-                                           (self.num_users, self.num_items))
-        interactions = torch.sparse_csr_tensor(
-            interactions.crow_indices(), interactions.col_indices(),
-            torch.ones_like(interactions.values()), interactions.shape, check_invariants=False)
-        self.interactions.set(SparseAdj(interactions.to(table.device), symmetric=False))
+        self.interactions.set(interaction_matrix(self.edge_index, self.num_users,
+                                                 self.num_items))
         return torch.arange(first, self.num_items, device=table.device)
 
     def features(self, modality: str) -> Tensor:

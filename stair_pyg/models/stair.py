@@ -215,12 +215,7 @@ class STAIR(Recommender):
         if not kept:
             return
         weight = self.item_embedding.weight
-        edge_index, edge_weight = modality_graph([x for _, x, _ in kept],
-                                                 [km for _, _, km in kept],
-                                                 method=self.knn_method)
-        self.item_adj = SparseAdjBuffer(to_sparse_adj(
-            edge_index.to(weight.device), self.num_items,
-            edge_weight.to(device=weight.device, dtype=weight.dtype), symmetric=True))
+        self._set_item_graph([x for _, x, _ in kept], [km for _, _, km in kept])
 
         total = sum(km for _, _, km in kept)
         items = None
@@ -349,8 +344,9 @@ class STAIR(Recommender):
         z_base = self.modality_init(base_feats)
         z_new = self.modality_init(feats)
         e0 = weight[:base].to(torch.float64)
-        delta = (e0 * z_base).sum(0) / (z_base * z_base).sum(0).clamp_min(1e-300)
-        delta = torch.where((z_base * z_base).sum(0) > 0, delta, torch.zeros_like(delta))
+        z_square = (z_base * z_base).sum(0)
+        delta = (e0 * z_base).sum(0) / z_square.clamp_min(1e-300)
+        delta = torch.where(z_square > 0, delta, torch.zeros_like(delta))
 
         rows, cols = [], []
         for name, km in self._mi_modalities:
@@ -378,14 +374,19 @@ class STAIR(Recommender):
         all_feats = {m: torch.cat([base_feats[m], *self._added_features(m), feats[m]])
                      for m in feats}
         self._added.append(feats)
-        names = [name for name, _ in self._mi_modalities]
-        edge_index, edge_weight = modality_graph([all_feats[m] for m in names],
-                                                 [km for _, km in self._mi_modalities],
-                                                 method=self.knn_method)
+        self._set_item_graph([all_feats[name] for name, _ in self._mi_modalities],
+                             [km for _, km in self._mi_modalities])
+        return torch.arange(first, self.num_items, device=weight.device)
+
+    def _set_item_graph(self, features: List[Tensor], ks: List[int]) -> None:
+        r"""BSC's normalised modality graph over the current :attr:`num_items` items
+        (:func:`~stair_pyg.nn.modality_graph` with :attr:`knn_method`), on the table's device
+        and in its dtype."""
+        weight = self.item_embedding.weight
+        edge_index, edge_weight = modality_graph(features, ks, method=self.knn_method)
         self.item_adj = SparseAdjBuffer(to_sparse_adj(
             edge_index.to(weight.device), self.num_items,
             edge_weight.to(device=weight.device, dtype=weight.dtype), symmetric=True))
-        return torch.arange(first, self.num_items, device=weight.device)
 
     def _added_features(self, modality: str) -> List[Tensor]:
         return [batch[modality] for batch in self._added]
