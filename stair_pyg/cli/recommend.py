@@ -61,6 +61,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", type=device, default="auto", metavar="{auto,cpu,cuda,cuda:N}")
 
 
+def _parquet_schema() -> Any:
+    r"""The columns of ``--format parquet``: the TSV's, typed."""
+    import pyarrow as pa
+
+    return pa.schema([("userID", pa.int64()), ("itemID", pa.int64()), ("rank", pa.int32()),
+                      ("score", pa.float32())])
+
+
 class _Writer:
     r"""Writes blocks of ``(users, items, scores)`` in one of :data:`FORMATS`."""
 
@@ -86,8 +94,8 @@ class _Writer:
             rank = torch.arange(1, items.size(1) + 1).expand_as(items)
             user = users.cpu().view(-1, 1).expand_as(items)
             table = pa.table({"userID": user[keep].numpy(), "itemID": items[keep].numpy(),
-                              "rank": rank[keep].numpy().astype("int32"),
-                              "score": scores[keep].numpy().astype("float32")})
+                              "rank": rank[keep].numpy(), "score": scores[keep].numpy()},
+                             schema=_parquet_schema())
             if self.parquet is None:
                 self.parquet = pq.ParquetWriter(str(make_parent(self.path)), table.schema)
             self.parquet.write_table(table)
@@ -109,14 +117,9 @@ class _Writer:
         if self.parquet is not None:
             self.parquet.close()
         elif self.fmt == "parquet" and self.path is not None:  # no user: an empty table
-            import pyarrow as pa
             import pyarrow.parquet as pq
 
-            pq.write_table(pa.table({"userID": pa.array([], pa.int64()),
-                                     "itemID": pa.array([], pa.int64()),
-                                     "rank": pa.array([], pa.int32()),
-                                     "score": pa.array([], pa.float32())}),
-                           str(make_parent(self.path)))
+            pq.write_table(_parquet_schema().empty_table(), str(make_parent(self.path)))
         if self.file is not None and self.path is not None:
             self.file.close()
 
