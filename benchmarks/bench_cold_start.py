@@ -46,10 +46,9 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List
 
-BENCH_DIR = Path(__file__).resolve().parent
-REPO_ROOT = BENCH_DIR.parent
-
 import torch
+
+from _results import BENCH_DIR, DATA_ROOT
 
 from stair_pyg.configs import config_path, model_config_path
 from stair_pyg.data import load_dataset
@@ -194,7 +193,7 @@ def main(argv=None) -> int:
         spec["cold_start_items"] = 0.0  # the protocol's own held-out items only
         base["_config"] = "synthetic"
     elif args.dataset == "scientific":
-        path = args.path or str(REPO_ROOT.parent / "shared" / "data" / "scientific")
+        path = args.path or str(DATA_ROOT / "scientific")
         spec = {"format": "mmrec", "path": path}
         base["_config"] = "scientific"
     else:

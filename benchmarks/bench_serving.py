@@ -33,38 +33,25 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List
 
-BENCH_DIR = Path(__file__).resolve().parent
-REPO_ROOT = BENCH_DIR.parent
-
 import torch
+
+from _results import BENCH_DIR
 
 from stair_pyg.eval.evaluator import block_size
 from stair_pyg.nn.retrieval import (PairIndex, has_faiss, index_topk, mips_index,
                                     topk_items)
-
-
-def _status(key: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1]) * 1024
-    return 0
-
-
-def _reset_peak() -> None:
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        pass
+from stair_pyg.profiling.measure import MemoryMeter
 
 
 def measure(fn: Callable[[], Any]) -> Dict[str, Any]:
-    r"""Runs :obj:`fn` once: seconds and the resident memory it added at its peak."""
-    _reset_peak()
-    before = _status("VmRSS")
-    start = time.perf_counter()
-    result = fn()
-    seconds = time.perf_counter() - start
-    return {"result": result, "seconds": seconds, "peak_extra_bytes": _status("VmHWM") - before}
+    r"""Runs :obj:`fn` once: seconds and the resident memory it added at its peak
+    (:class:`~stair_pyg.profiling.measure.MemoryMeter`; 0 where ``/proc`` cannot tell)."""
+    meter = MemoryMeter(torch.device("cpu"))
+    with meter:
+        start = time.perf_counter()
+        result = fn()
+        seconds = time.perf_counter() - start
+    return {"result": result, "seconds": seconds, "peak_extra_bytes": meter.peak_bytes() or 0}
 
 
 def synthetic(num_users: int, num_items: int, dim: int, clusters: int, seen: int, seed: int):

@@ -301,20 +301,9 @@ def test_cold_item_split_holds_items_out_of_train_and_valid():
         load_dataset(dict(spec, cold_items=1.5))
 
 
-def _bench(name):
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"_bench_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_cold_start_benchmark_quick(tmp_path):
+def test_cold_start_benchmark_quick(tmp_path, bench_script):
     out = tmp_path / "cold.json"
-    assert _bench("bench_cold_start").main(
+    assert bench_script("bench_cold_start").main(
         ["--quick", "--epochs", "1", "--models", "stair+add_items,content",
          "--out", str(out)]) == 0
     result = json.loads(out.read_text())
@@ -323,9 +312,9 @@ def test_cold_start_benchmark_quick(tmp_path):
     assert 0.0 <= run["stair+add_items"]["cold/Recall@20"] <= 1.0
 
 
-def test_serving_benchmark_quick(tmp_path):
+def test_serving_benchmark_quick(tmp_path, bench_script):
     out = tmp_path / "serving.json"
-    assert _bench("bench_serving").main(["--items", "3000", "--users", "64", "--clusters", "20",
+    assert bench_script("bench_serving").main(["--items", "3000", "--users", "64", "--clusters", "20",
                                           "--pq", "4", "--out", str(out)]) == 0
     row = json.loads(out.read_text())["rows"][0]
     assert row["exact"]["recall@20"] == 1.0
