@@ -4,11 +4,12 @@ paths, their common options, and writing a section of ``RESULTS.md`` (imported a
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from stair_pyg.profiling.measure import machine_note
 from stair_pyg.profiling.report import update_results_section, write_json
@@ -74,6 +75,17 @@ def publish(result: Dict[str, Any], out: Path, report: Callable[[Dict[str, Any],
             result, result["device"].startswith("cuda")), "", *after,
             f"Reproduce: `{reproduce} --write-results`"]
         write_section(result["script"], section, body)
+
+
+def peer_env(threads: int, src: Optional[Path] = None, **extra: str) -> Dict[str, str]:
+    r"""The environment of a peer toolbox's process (its own venv): :obj:`threads` OpenMP/MKL
+    threads, and on its import path only :obj:`src` (its checkout), never this project's
+    ``PYTHONPATH``; :obj:`extra` variables on top."""
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), **extra)
+    env.pop("PYTHONPATH", None)
+    if src is not None:
+        env["PYTHONPATH"] = str(src)
+    return env
 
 
 def run_logged(cmd: Sequence[str], log: Path, what: str, **kwargs: Any) -> Tuple[str, float]:

@@ -73,8 +73,8 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-from _results import (BENCH_DIR, DATA_ROOT, REPO_ROOT, common_arguments, out_dir, run_logged,
-                      write_section)
+from _results import (BENCH_DIR, DATA_ROOT, REPO_ROOT, common_arguments, out_dir, peer_env,
+                      run_logged, write_section)
 
 SCRIPT = "compare_authors"
 FREEREC_VERSION = "0.9.7"
@@ -268,15 +268,9 @@ def authors_command(python: str, wrapper: Path, src: Path, root: Path, name: str
 
 
 def _child_env(threads: int, src: Optional[Path] = None) -> Dict[str, str]:
-    r"""The FreeRec side's environment: :obj:`threads` threads, and on its import path only the
-    authors' checkout :obj:`src` (for their ``optimizers`` package), not stair-pyg."""
-    env = dict(os.environ)
-    env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
-               COMPARE_AUTHORS_THREADS=str(threads))
-    env.pop("PYTHONPATH", None)
-    if src is not None:
-        env["PYTHONPATH"] = str(src)
-    return env
+    r"""The FreeRec side's environment (:func:`peer_env`): :obj:`threads` threads, and on its
+    import path only the authors' checkout :obj:`src` (for their ``optimizers`` package)."""
+    return peer_env(threads, src, COMPARE_AUTHORS_THREADS=str(threads))
 
 
 def run_authors(python: str, src: Path, root: Path, name: str, epochs: int, threads: int,

@@ -62,7 +62,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from _results import BENCH_DIR, DATA_ROOT, REPO_ROOT, run_logged, write_section
+from _results import BENCH_DIR, DATA_ROOT, REPO_ROOT, peer_env, run_logged, write_section
 
 METRICS = ("Recall@20", "NDCG@20")
 
@@ -231,8 +231,7 @@ def run_mmrec(model: str, hparams: Dict[str, Any], dataset_dir: Path, python: Pa
         cfg = mmrec_config(model, hparams, data_root, name, args)
         (tmp / "config.json").write_text(json.dumps(cfg))
         (tmp / "driver.py").write_text(DRIVER)
-        env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
-                   PYTHONPATH=str(src), PYTHONDONTWRITEBYTECODE="1")
+        env = peer_env(1, src, PYTHONDONTWRITEBYTECODE="1")
         text, seconds = run_logged([str(python), str(tmp / "driver.py"), str(src),
                                     str(tmp / "config.json")], log_dir / f"mmrec_{model}.log",
                                    f"MMRec {MMREC_NAME[model]}", env=env, cwd=src)

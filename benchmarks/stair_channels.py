@@ -5,9 +5,10 @@ STAIR's forward stepwise convolution propagates channel :math:`j` with weight
 :math:`\beta_j = 1 - (0.1 + 0.9 (j/d)^\gamma)`, so early channels are smoothed over the user-item
 graph (collaborative) and late ones hardly at all (they keep what modality initialisation put
 there, unless training overwrites it); the smaller :math:`\gamma`, the fewer channels propagate
-much (at :math:`\gamma = 0.1`, :math:`\beta_j < 0.2` from :math:`j = d/10` on). This script trains STAIR once (``--config``, ``--set``),
-then splits the :math:`d` channels into ``--blocks`` contiguous blocks and reports, for the model
-at initialisation (modality initialisation, before any step) and at the best validation epoch:
+much (at :math:`\gamma = 0.1`, :math:`\beta_j < 0.2` from :math:`j = d/10` on). This script
+trains STAIR once (``--config``, ``--set``), then splits the :math:`d` channels into ``--blocks``
+contiguous blocks and reports, for the model at initialisation (modality initialisation, before
+any step) and at the best validation epoch:
 
 * **agreement**: for sampled items, the share of their 10 nearest items (cosine, within the
   block) that are also among their 10 nearest by the raw modality features
@@ -52,7 +53,7 @@ from stair_pyg.train.config import apply_overrides
 
 SCRIPT = "stair_channels"
 QUICK_SET = ["dataset.format=synthetic", "dataset.num_users=300", "dataset.num_items=150",
-             "train.epochs=3", "train.patience=3", "train.checkpoint_every=0"]
+             "train.epochs=3", "train.patience=3"]
 
 
 @torch.no_grad()
@@ -112,9 +113,10 @@ def report(result: Dict[str, Any]) -> str:
                 f"{test['cold/num_users']:.0f} users): Recall@20 {test['cold/Recall@20']:.4f}, "
                 f"NDCG@20 {test['cold/NDCG@20']:.4f}" if "cold/NDCG@20" in test else
                 "; the test split has no cold items")
-        lines.append(f"- {'at initialisation' if when == 'init' else 'at the best epoch (' + str(result['best_epoch']) + ')'}: "
-                     f"test Recall@20 {test['Recall@20']:.4f}, NDCG@20 {test['NDCG@20']:.4f}"
-                     f"{cold}.")
+        moment = ("at initialisation" if when == "init" else
+                  f"at the best epoch ({result['best_epoch']})")
+        lines.append(f"- {moment}: test Recall@20 {test['Recall@20']:.4f}, "
+                     f"NDCG@20 {test['NDCG@20']:.4f}{cold}.")
     lines += ["", f"Agreement: share of an item's 10 nearest items (cosine within the block) "
               f"that are among its 10 nearest by the raw `{result['modality']}` features, over "
               f"{result['queries']} sampled items (chance ≈ {10 / result['num_items']:.3f})."]
