@@ -11,7 +11,9 @@ config's dataset. ``--leaderboard`` is the results table: every model, each over
 its packaged config, under one protocol (:data:`LEADERBOARD`), as ``### Leaderboard: <config>``.
 Runs go to ``--jobs`` processes, model by model; the JSON
 (``benchmarks/results/sweep_<name>.json``) is rewritten after every run, a restart with the same
-settings reuses the finished runs, and ``--report`` rebuilds the tables from the JSON alone.
+settings reuses the finished runs (after a change to a model's source file, once one of its runs
+has been reproduced by the changed code; otherwise they run again), and ``--report`` rebuilds the
+tables from the JSON alone.
 """
 from __future__ import annotations
 
@@ -146,6 +148,29 @@ def code_version(model: str) -> str:
 
     source = inspect.getsource(inspect.getmodule(MODELS[model]))
     return hashlib.sha256(source.encode()).hexdigest()[:12]
+
+
+def reproduces(new: Dict[str, Any], old: Dict[str, Any]) -> bool:
+    r"""Whether :obj:`new` (a run of changed model code) reproduces :obj:`old`: the same best
+    epoch, the same validation and test metrics (to 1e-9 relative: the evaluation sums its
+    blocks in float64, and a different block size reorders those sums), and the same validation
+    curve (5 digits) where both have one. Then the model's other runs stand for the changed code
+    too (a change that leaves the computation as it was, such as a refactoring, need not re-run
+    a grid)."""
+    import math
+
+    if "error" in new or "error" in old:
+        return False
+
+    def close(a: Dict[str, float], b: Dict[str, float]) -> bool:
+        return a.keys() == b.keys() and all(math.isclose(a[k], b[k], rel_tol=1e-9, abs_tol=1e-12)
+                                            for k in a)
+
+    same = (new["best_epoch"] == old["best_epoch"] and close(new["valid"], old["valid"])
+            and close(new["test"], old["test"]))
+    if "curve" in new and "curve" in old:
+        same = same and new["curve"] == old["curve"]
+    return same
 
 
 def run_key(model: str, overrides: Sequence[str], seed: int) -> str:
@@ -341,15 +366,27 @@ def main(argv: Optional[List[str]] = None) -> int:
     json_path = (Path(args.out) if args.out else BENCH_DIR / "results") / f"{SCRIPT}_{name}.json"
     runs: Dict[str, Dict[str, Any]] = {}
     stored: Dict[str, Any] = {}
+    carried: Dict[str, Dict[str, Dict[str, Any]]] = {}  # runs of changed code, awaiting a check
     if not args.no_write and not args.report:
         lock_results(json_path)
     if json_path.is_file() and not args.fresh and not (args.no_write and not args.report):
         stored = json.loads(json_path.read_text())
-        same = {m for m, e in stored.get("models", {}).items() if m in configs
-                and e.get("config") == json.loads(json.dumps(configs[m]))
-                and e.get("code") == code_version(m)}
-        runs = {k: v for k, v in stored.get("runs", {}).items() if "error" not in v
-                and json.loads(k)[0] in same}
+        same_config = {m for m, e in stored.get("models", {}).items() if m in configs
+                       and e.get("config") == json.loads(json.dumps(configs[m]))}
+        finished = {k: v for k, v in stored.get("runs", {}).items() if "error" not in v
+                    and json.loads(k)[0] in same_config}
+        # --report shows what the JSON holds; a sweep reuses a model's runs while its code is
+        # unchanged, or once the changed code has reproduced one of them (see reproduces()).
+        same = same_config if args.report else {
+            m for m in same_config if stored["models"][m].get("code") == code_version(m)}
+        runs = {k: v for k, v in finished.items() if json.loads(k)[0] in same}
+        for m in sorted(same_config - same):
+            held = {k: v for k, v in finished.items() if json.loads(k)[0] == m}
+            if held:
+                carried[m] = held
+                print(f"[sweep] {m}: its code changed since its {len(held)} finished run(s); "
+                      "running one of them again first, to keep them if it reproduces",
+                      flush=True)
         if runs:
             print(f"[sweep] reusing {len(runs)} finished run(s) from {json_path}")
     elif args.report:
@@ -376,6 +413,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         r"""The runs :obj:`model` needs next: its grid points, then (all of them finished) the
         selected point's further seeds."""
         entry = results["models"][model]
+        if model in carried:  # the reproduction check comes first
+            key = next((run_key(model, p, args.seed) for p in entry["points"]
+                        if run_key(model, p, args.seed) in carried[model]),
+                       next(iter(carried[model])))
+            return [json.loads(key)]
         todo = [[model, p, args.seed] for p in entry["points"]
                 if run_key(model, p, args.seed) not in runs]
         if todo:
@@ -390,9 +432,21 @@ def main(argv: Optional[List[str]] = None) -> int:
         msg = ("FAILED " + run["error"] if "error" in run else
                f"valid {metric} {run['valid'].get(metric, float('nan')):.4f} "
                f"best epoch {run['best_epoch']} ({run['wall_seconds']:.0f} s)")
-        runs[run_key(model, point, seed)] = run
-        save()
+        key = run_key(model, point, seed)
+        runs[key] = run
         print(f"[sweep] {model} {' '.join(point)} seed {seed}: {msg}", flush=True)
+        if model in carried:
+            held = carried.pop(model)
+            if reproduces(run, held[key]):
+                runs.update({k: v for k, v in held.items() if k != key})
+                results["models"][model]["reproduced"] = {
+                    "run": key, "code_before": stored["models"][model].get("code")}
+                print(f"[sweep] {model}: the changed code reproduced that run exactly; keeping "
+                      f"its other {len(held) - 1} finished run(s)", flush=True)
+            else:
+                print(f"[sweep] {model}: the changed code gives different results; its other "
+                      f"{len(held) - 1} run(s) are run again", flush=True)
+        save()
 
     # Models in order (grid, then its selected point's seeds), a later model's runs only taking
     # workers the earlier ones leave idle, so that an interrupted sweep leaves whole rows.

@@ -199,6 +199,41 @@ def test_sweep_selects_on_validation_and_resumes(tmp_path):
     assert "run(s) on" not in again.stdout
 
 
+def test_sweep_keeps_runs_of_changed_model_code_only_once_one_reproduces(tmp_path):
+    args = ("--quick", "--grid", "model.gamma=0.1,1.0", "--set", "train.epochs=3",
+            "--final-seeds", "2", "--out", str(tmp_path))
+    path = tmp_path / "sweep_quick-stair.json"
+    _run("sweep.py", *args)
+    original = json.loads(path.read_text())
+    first_point = json.dumps(["stair", original["models"]["stair"]["points"][0], 1])
+
+    def stored_with(**changes):
+        result = json.loads(json.dumps(original))
+        result["models"]["stair"]["code"] = "0123456789ab"  # as if stair.py had been edited
+        for key, value in changes.items():
+            result["runs"][first_point]["valid"][key] = value
+        path.write_text(json.dumps(result))
+
+    # A refactoring: the changed code reproduces the first run, so the other two are kept.
+    stored_with()
+    kept = _run("sweep.py", *args)
+    assert "its code changed since its 3 finished run(s)" in kept.stdout
+    assert "reproduced that run exactly; keeping its other 2" in kept.stdout
+    trained = [line for line in kept.stdout.splitlines() if line.startswith("[sweep] stair ")]
+    assert len(trained) == 1 and "model.gamma=0.1 seed 1" in trained[0]
+    result = json.loads(path.read_text())
+    assert result["runs"] == original["runs"] or all(
+        result["runs"][k]["valid"] == v["valid"] for k, v in original["runs"].items())
+    assert result["models"]["stair"]["reproduced"]["code_before"] == "0123456789ab"
+    # A change of results: the stored first run differs from what the code gives now, so every
+    # run is trained again.
+    stored_with(**{"NDCG@20": 0.5})
+    again = _run("sweep.py", *args)
+    assert "gives different results; its other 2 run(s) are run again" in again.stdout
+    assert len([line for line in again.stdout.splitlines()
+                if line.startswith("[sweep] stair ")]) == 3
+
+
 def test_sweep_grid_values_split_outside_brackets(bench_script):
     sweep = bench_script("sweep")
     assert sweep.split_values("1,{text: 5, genre: 1},[1, 2]") == [
