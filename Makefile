@@ -12,7 +12,7 @@ export TMPDIR := $(CURDIR)/build/tmp
 $(VENV)/.installed: pyproject.toml constraints/ci.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -c constraints/ci.txt -e ".[test,text,ogb]"
+	$(BIN)/python -m pip install -q -c constraints/ci.txt -e ".[test,text,ogb,numba]"
 	touch $@
 
 install: $(VENV)/.installed

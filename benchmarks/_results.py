@@ -11,8 +11,13 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
+from stair_pyg.cli import show_library_notices
 from stair_pyg.profiling.measure import machine_note
 from stair_pyg.profiling.report import update_results_section, write_json
+
+# Every script here is an entry point, so the library's data notices read as the CLI shows them:
+# one "note: ..." line each, not a warning followed by a line of library source.
+show_library_notices()
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent

@@ -24,3 +24,16 @@ def bench_script(monkeypatch):
         return importlib.import_module(name)
 
     return load
+
+
+@pytest.fixture(params=["torch", "numba"])
+def each_cpu_kernel(request):
+    r"""Runs a test once with torch's CSR product and once with the numba kernel (skipped where
+    numba is not installed), restoring the automatic choice afterwards."""
+    from stair_pyg.nn.cpu_kernel import numba_available, set_cpu_kernel
+
+    if request.param == "numba" and not numba_available():
+        pytest.skip("numba is not installed (pip install 'stair-pyg[numba]')")
+    previous = set_cpu_kernel(request.param)
+    yield request.param
+    set_cpu_kernel(previous)

@@ -169,6 +169,14 @@ def test_results_section_is_replaced_in_place(tmp_path):
     assert text.index("profile:a:begin") < text.index("compare_models:x:begin")
 
 
+def test_benchmark_scripts_show_data_notices_as_note_lines():
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); import _results; "
+            "from stair_pyg.data.errors import warn_data; warn_data('3 items repeat a row')")
+    proc = subprocess.run([sys.executable, "-c", code, str(BENCH)], capture_output=True,
+                          text=True, check=True)
+    assert proc.stderr == "note: 3 items repeat a row\n"  # no "DataWarning", no source line
+
+
 def test_cli_bench_help(capsys):
     from stair_pyg.cli import main
 

@@ -7,6 +7,9 @@ from stair_pyg.nn.sparse import (SparseAdj, SparseAdjBuffer, receptive_field, se
                                  to_sparse_adj,
                                  transpose_csr, user_item_adjacency)
 
+# Every test here runs with torch's CSR product and with the numba kernel.
+pytestmark = pytest.mark.usefixtures("each_cpu_kernel")
+
 
 def dense_user_item(edge_index, num_users, num_items):
     n = num_users + num_items

@@ -8,6 +8,9 @@ from stair_pyg.nn.sparse import SparseAdjBuffer, to_sparse_adj
 from stair_pyg.optim import StepwiseAdamW
 from stair_pyg.optim.stepwise_adamw import has_fused_adamw
 
+# Every test here runs with torch's CSR product and with the numba kernel.
+pytestmark = pytest.mark.usefixtures("each_cpu_kernel")
+
 
 def random_graph(n, num_edges, seed, symmetric):
     gen = torch.Generator().manual_seed(seed)

@@ -7,6 +7,9 @@ from torch_geometric.typing import WITH_TORCH_SPARSE
 
 from stair_pyg.nn import SparseAdj, StepwiseConv, neumann_smooth, stepwise_beta
 
+# Every test here runs with torch's CSR product and with the numba kernel.
+pytestmark = pytest.mark.usefixtures("each_cpu_kernel")
+
 
 def rel_err(a, b):
     a, b = a.double(), b.double()

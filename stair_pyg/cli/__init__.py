@@ -81,6 +81,15 @@ def _notice_hook(previous: Callable[..., Any]) -> Callable[..., None]:
     return show
 
 
+def show_library_notices() -> Callable[..., Any]:
+    r"""From now on, shows stair-pyg's own warnings as one ``note: <message>`` line each (see
+    the module docstring), as every command does while it runs; the benchmark scripts call it
+    once. Returns the previous :func:`warnings.showwarning`, to restore it."""
+    previous = warnings.showwarning
+    warnings.showwarning = _notice_hook(previous)
+    return previous
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
@@ -93,8 +102,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     sub = argparse.ArgumentParser(prog=f"stair-pyg {name}", description=COMMANDS[name])
     module.add_arguments(sub)
     args = sub.parse_args(argv[1:])
-    previous = warnings.showwarning
-    warnings.showwarning = _notice_hook(previous)
+    previous = show_library_notices()
     try:
         return int(module.run(args) or 0)
     except KeyboardInterrupt:

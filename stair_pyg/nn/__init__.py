@@ -9,8 +9,11 @@ r"""Graph layers and graph construction of STAIR as PyTorch Geometric building b
   :func:`to_sparse_adj`, normalised by :func:`gcn_normalize`, held by models as a
   :class:`SparseAdjBuffer`; :func:`user_item_adjacency`; :func:`receptive_field` and
   :func:`series_rows`, a propagation restricted to the rows a mini-batch needs;
+* :mod:`stair_pyg.nn.cpu_kernel`, the CPU kernel of the sparse product (numba where installed,
+  else torch's), chosen by :func:`set_cpu_kernel`;
 * :func:`knn_cosine`: cosine kNN (exact, chunked, or approximate IVF).
 """
+from stair_pyg.nn.cpu_kernel import set_cpu_kernel
 from stair_pyg.nn.knn import knn_cosine
 from stair_pyg.nn.modality_graph import modality_graph
 from stair_pyg.nn.sparse import (
@@ -53,4 +56,5 @@ __all__ = [
     "series_rows",
     "user_item_adjacency",
     "knn_cosine",
+    "set_cpu_kernel",
 ]

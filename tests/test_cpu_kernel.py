@@ -1,0 +1,176 @@
+import pytest
+import torch
+
+from stair_pyg.nn import cpu_kernel
+from stair_pyg.nn.sparse import SparseAdj, csr_mm, spmm
+
+needs_numba = pytest.mark.skipif(not cpu_kernel.numba_available(),
+                                 reason="numba is not installed (pip install 'stair-pyg[numba]')")
+
+
+@pytest.fixture
+def restore_choice():
+    previous = cpu_kernel.set_cpu_kernel("auto")
+    yield
+    cpu_kernel.set_cpu_kernel(previous)
+
+
+def random_csr(rows, cols, density, seed, dtype, index_dtype):
+    gen = torch.Generator().manual_seed(seed)
+    dense = torch.rand(rows, cols, generator=gen, dtype=torch.float64)
+    dense = dense * (torch.rand(rows, cols, generator=gen) < density)
+    if rows > 2:
+        dense[rows // 2] = 0.0  # an empty row in the middle
+        dense[-1] = 0.0  # and one at the end
+    csr = dense.to(dtype).to_sparse_csr()
+    csr = torch.sparse_csr_tensor(csr.crow_indices().to(index_dtype),
+                                  csr.col_indices().to(index_dtype), csr.values(), csr.shape)
+    return csr, dense
+
+
+@needs_numba
+@pytest.mark.parametrize("rows,cols,channels", [(1, 1, 1), (13, 29, 7), (200, 150, 64),
+                                                (300, 40, 3), (5, 9, 0)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("index_dtype", [torch.int32, torch.int64])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_numba_product_matches_dense_float64(rows, cols, channels, dtype, index_dtype, threads,
+                                             restore_choice):
+    adj, dense = random_csr(rows, cols, 0.2, rows + cols, dtype, index_dtype)
+    x = torch.randn(cols, channels, generator=torch.Generator().manual_seed(1), dtype=dtype)
+    cpu_kernel.set_cpu_kernel("numba")
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        out = csr_mm(adj, x)
+    finally:
+        torch.set_num_threads(before)
+    expected = dense @ x.double()
+    tol = 1e-5 if dtype == torch.float32 else 1e-12
+    assert out.dtype == dtype and out.shape == (rows, channels)
+    torch.testing.assert_close(out.double(), expected, rtol=tol, atol=tol)
+    if rows > 2:
+        assert torch.all(out[rows // 2] == 0) and torch.all(out[-1] == 0)
+
+
+@needs_numba
+def test_numba_product_ignores_the_memory_it_writes_into_and_non_contiguous_input(
+        restore_choice):
+    adj, dense = random_csr(60, 60, 0.1, 3, torch.float32, torch.int32)
+    x = torch.randn(64, 60).t()  # non-contiguous [60, 64]
+    cpu_kernel.set_cpu_kernel("numba")
+    for _ in range(3):  # fresh outputs come from reused (uninitialised) memory
+        garbage = torch.full((60, 64), float("nan"))
+        del garbage
+        out = csr_mm(adj, x)
+        torch.testing.assert_close(out.double(), dense @ x.double(), rtol=1e-5, atol=1e-5)
+
+
+@needs_numba
+def test_numba_and_torch_products_give_the_same_gradient(restore_choice):
+    adj, dense = random_csr(80, 80, 0.1, 5, torch.float32, torch.int32)
+    sparse = SparseAdj(adj)
+    grads = {}
+    for name in ("torch", "numba"):
+        cpu_kernel.set_cpu_kernel(name)
+        x = torch.randn(80, 16, generator=torch.Generator().manual_seed(0), requires_grad=True)
+        (spmm(sparse, spmm(sparse, x)) ** 2).sum().backward()
+        grads[name] = x.grad
+    x64 = torch.randn(80, 16, generator=torch.Generator().manual_seed(0)).double()
+    x64.requires_grad_(True)
+    ((dense @ (dense @ x64)) ** 2).sum().backward()
+    for grad in grads.values():
+        torch.testing.assert_close(grad.double(), x64.grad, rtol=1e-5, atol=1e-5)
+
+
+def test_automatic_choice_falls_back_to_torch_without_numba(monkeypatch, restore_choice):
+    monkeypatch.setattr(cpu_kernel, "_numba_missing", "numba does not import (test)")
+    assert cpu_kernel.cpu_kernel() == "torch"
+    adj, dense = random_csr(30, 20, 0.3, 7, torch.float32, torch.int32)
+    x = torch.randn(20, 5)
+
+    def fail(*args):
+        raise AssertionError("the numba kernel must not run without numba")
+
+    monkeypatch.setattr(cpu_kernel, "csr_mm_numba", fail)
+    torch.testing.assert_close(csr_mm(adj, x).double(), dense @ x.double(), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ImportError, match=r"stair-pyg\[numba\]"):
+        cpu_kernel.set_cpu_kernel("numba")
+
+
+def test_choice_is_validated_and_torch_can_be_forced(restore_choice):
+    with pytest.raises(ValueError, match="unknown CPU kernel 'fast'"):
+        cpu_kernel.set_cpu_kernel("fast")
+    cpu_kernel.set_cpu_kernel("torch")
+    assert cpu_kernel.cpu_kernel() == "torch"
+    adj, _ = random_csr(10, 10, 0.5, 1, torch.float32, torch.int32)
+    assert not cpu_kernel.supports(adj, torch.randn(10, 3))
+
+
+@needs_numba
+def test_kernel_takes_only_what_it_computes(restore_choice):
+    cpu_kernel.set_cpu_kernel("numba")
+    adj, _ = random_csr(10, 10, 0.5, 1, torch.float32, torch.int32)
+    assert cpu_kernel.supports(adj, torch.randn(10, 3))
+    assert not cpu_kernel.supports(adj, torch.randn(10, 3, dtype=torch.float64))  # mixed dtypes
+    assert not cpu_kernel.supports(adj, torch.randn(10))  # a vector goes to torch
+    half = torch.sparse_csr_tensor(adj.crow_indices(), adj.col_indices(),
+                                   adj.values().half(), adj.shape)
+    assert not cpu_kernel.supports(half, torch.randn(10, 3).half())
+
+
+@needs_numba
+def test_numba_kernel_leaves_torch_thread_count_alone(restore_choice):
+    cpu_kernel.set_cpu_kernel("numba")
+    adj, _ = random_csr(20, 20, 0.3, 2, torch.float32, torch.int32)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        csr_mm(adj, torch.randn(20, 4))
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("value,expected", [("torch", "torch"), (" Torch ", "torch"),
+                                            ("", "auto")])
+def test_environment_variable_sets_the_starting_choice(value, expected):
+    import subprocess
+    import sys
+
+    code = "from stair_pyg.nn import cpu_kernel; print(cpu_kernel._choice, cpu_kernel.cpu_kernel())"
+    env = {**__import__("os").environ, cpu_kernel.ENV_VAR: value}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out[0] == expected
+    assert out[1] == ("torch" if expected == "torch" or not cpu_kernel.numba_available()
+                      else "numba")
+
+
+def test_bad_environment_variable_is_reported_with_its_name(monkeypatch):
+    monkeypatch.setattr(cpu_kernel, "_choice", "fastest")
+    with pytest.raises(ValueError, match="STAIR_PYG_CPU_KERNEL='fastest' is not a CPU kernel"):
+        cpu_kernel.cpu_kernel()
+
+
+@needs_numba
+def test_kernel_compiles_without_a_writable_cache(monkeypatch, restore_choice):
+    import numba
+
+    real_njit = numba.njit
+    seen = []
+
+    def njit(**options):
+        seen.append(options["cache"])
+        if options["cache"]:
+            raise RuntimeError("cannot cache function: no locator available")  # as numba says
+        return real_njit(**options)
+
+    monkeypatch.setattr(numba, "njit", njit)
+    monkeypatch.setattr(cpu_kernel, "_kernel", None)
+    cpu_kernel.set_cpu_kernel("numba")
+    adj, dense = random_csr(15, 15, 0.3, 4, torch.float32, torch.int32)
+    x = torch.randn(15, 6)
+    torch.testing.assert_close(csr_mm(adj, x).double(), dense @ x.double(), rtol=1e-5, atol=1e-5)
+    assert seen == [True, False]
+    monkeypatch.setattr(cpu_kernel, "_kernel", None)  # the next test compiles with its cache
