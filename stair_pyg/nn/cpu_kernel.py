@@ -63,11 +63,27 @@ def _build() -> Any:
                     for c in range(channels):
                         row[c] += v * src[c]
 
-    try:  # compiled once per machine, then loaded from numba's cache (about a second)
-        kernel = numba.njit(parallel=True, fastmath=True, cache=True)(csr_mm_rows)
-    except RuntimeError:  # no writable cache location: compiled in every process instead
-        kernel = numba.njit(parallel=True, fastmath=True, cache=False)(csr_mm_rows)
-    return numba, kernel
+    def csr_mm_t_rows(crow, col, val, g, out):  # pragma: no cover - compiled
+        # out = A^T g in one serial pass over the rows of A, scattering into out (a parallel
+        # scatter would race on the rows of out).
+        for j in range(out.shape[0]):
+            for c in range(out.shape[1]):
+                out[j, c] = 0.0
+        for i in range(crow.shape[0] - 1):
+            src = g[i]
+            for p in range(crow[i], crow[i + 1]):
+                v = val[p]
+                dst = out[col[p]]
+                for c in range(g.shape[1]):
+                    dst[c] += v * src[c]
+
+    def compile_(function, parallel):
+        try:  # compiled once per machine, then loaded from numba's cache (about a second)
+            return numba.njit(parallel=parallel, fastmath=True, cache=True)(function)
+        except RuntimeError:  # no writable cache location: compiled in every process instead
+            return numba.njit(parallel=parallel, fastmath=True, cache=False)(function)
+
+    return numba, compile_(csr_mm_rows, True), compile_(csr_mm_t_rows, False)
 
 
 def numba_available() -> bool:
@@ -120,14 +136,36 @@ def supports(adj: Tensor, x: Tensor) -> bool:
             and cpu_kernel() == "numba")
 
 
+def _kernels() -> Any:
+    global _kernel
+    if _kernel is None:
+        _kernel = _build()
+    return _kernel
+
+
+def csr_mm_t_numba(adj: Tensor, g: Tensor) -> Tensor:
+    r""":math:`A^\top G` for a CPU CSR matrix :obj:`adj` ``[M, N]`` and :obj:`g` ``[M, d]``
+    without forming :math:`A^\top`: one serial pass over the rows of :math:`A`, each
+    scattered into the output ``[N, d]``. For the small row-restricted hops of a mini-batch
+    (:func:`~stair_pyg.nn.sparse.receptive_field`), whose transpose would otherwise be sorted
+    out every batch."""
+    _, _, kernel = _kernels()
+    g = g.detach().contiguous()
+    out = torch.empty(adj.size(1), g.size(1), dtype=g.dtype)
+    if out.numel() == 0:
+        return out
+    crow, col = adj.crow_indices(), adj.col_indices()
+    if crow.dtype != col.dtype:
+        col = col.to(crow.dtype)
+    kernel(crow.numpy(), col.numpy(), adj.values().detach().numpy(), g.numpy(), out.numpy())
+    return out
+
+
 def csr_mm_numba(adj: Tensor, x: Tensor) -> Tensor:
     r""":math:`A X` for a CPU CSR matrix :obj:`adj` ``[M, N]`` and :obj:`x` ``[N, d]`` with the
     numba kernel (see the module docstring); no gradient (the callers' autograd functions
     provide it)."""
-    global _kernel
-    if _kernel is None:
-        _kernel = _build()
-    numba, kernel = _kernel
+    numba, kernel, _ = _kernels()
     torch_threads = torch.get_num_threads()
     threads = max(1, min(torch_threads, numba.config.NUMBA_NUM_THREADS))
     if getattr(_local, "threads", None) != threads:  # numba's setting is per Python thread
@@ -149,4 +187,5 @@ def csr_mm_numba(adj: Tensor, x: Tensor) -> Tensor:
     return out
 
 
-__all__ = ["CPU_KERNELS", "cpu_kernel", "csr_mm_numba", "numba_available", "set_cpu_kernel"]
+__all__ = ["CPU_KERNELS", "cpu_kernel", "csr_mm_numba", "csr_mm_t_numba", "numba_available",
+           "set_cpu_kernel"]

@@ -74,7 +74,9 @@ class SparseAdj:
     Args:
         adj (torch.Tensor): A :obj:`torch.sparse_csr` (or COO/CSC, converted) matrix ``[M, N]``.
         adj_t (torch.Tensor, optional): Its transpose ``[N, M]`` in CSR. If :obj:`None`, it is
-            formed once here, unless :obj:`symmetric` is :obj:`True`.
+            formed here when :obj:`symmetric` is :obj:`None` (to check), taken to be :obj:`adj`
+            when :obj:`symmetric` is :obj:`True`, and formed on first use of :attr:`adj_t`
+            when :obj:`symmetric` is :obj:`False` (:func:`csr_mm_t` may never need it).
         symmetric (bool, optional): Whether :obj:`adj` equals its transpose, so that the backward
             pass can reuse it. :obj:`None` checks. (default: :obj:`None`)
     """
@@ -82,17 +84,23 @@ class SparseAdj:
     def __init__(self, adj: Tensor, adj_t: Optional[Tensor] = None,
                  symmetric: Optional[bool] = None):
         adj = to_csr(adj)
-        if adj_t is None:
-            if symmetric is None:
-                adj_t = transpose_csr(adj)
-                symmetric = _same_csr(adj, adj_t)
-            if symmetric:
-                adj_t = adj
-            elif adj_t is None:
-                adj_t = transpose_csr(adj)
+        if adj_t is None and symmetric is None:
+            adj_t = transpose_csr(adj)
+            symmetric = _same_csr(adj, adj_t)
+        elif symmetric is None:
+            symmetric = adj_t is adj
+        if symmetric and adj_t is None:
+            adj_t = adj
         self.adj = adj
-        self.adj_t = to_csr(adj_t)
-        self.symmetric = bool(symmetric) if symmetric is not None else self.adj_t is self.adj
+        self._adj_t = None if adj_t is None else to_csr(adj_t)
+        self.symmetric = bool(symmetric)
+
+    @property
+    def adj_t(self) -> Tensor:
+        r"""The transpose ``[N, M]`` in CSR (formed on first use where it was not given)."""
+        if self._adj_t is None:
+            self._adj_t = transpose_csr(self.adj)
+        return self._adj_t
 
     @property
     def shape(self) -> Tuple[int, int]:
@@ -112,7 +120,8 @@ class SparseAdj:
 
     def to(self, *args, **kwargs) -> "SparseAdj":
         adj = self.adj.to(*args, **kwargs)
-        adj_t = adj if self.symmetric else self.adj_t.to(*args, **kwargs)
+        adj_t = adj if self.symmetric else \
+            None if self._adj_t is None else self._adj_t.to(*args, **kwargs)
         return SparseAdj(adj, adj_t, symmetric=self.symmetric)
 
     def to_dense(self) -> Tensor:
@@ -134,6 +143,16 @@ def spmm(adj: SparseAdj, x: Tensor) -> Tensor:
     return csr_mm(adj.adj, x)
 
 
+def csr_mm_t(adj: SparseAdj, g: Tensor) -> Tensor:
+    r""":math:`A^\top G` (no gradient): the product with the stored transpose, or, where the
+    transpose has not been formed and the numba kernel runs, one pass over the rows of
+    :math:`A` that scatters into the output, so that no transpose is formed at all (the
+    row-restricted hops of :func:`receptive_field`, new with every batch)."""
+    if adj._adj_t is None and cpu_kernel.supports(adj.adj, g):
+        return cpu_kernel.csr_mm_t_numba(adj.adj, g)
+    return csr_mm(adj.adj_t, g.contiguous())
+
+
 def receptive_field(adj: SparseAdj, index: Tensor, num_layers: int, max_fraction: float = 0.5
                     ) -> Tuple[List[SparseAdj], List[Tensor]]:
     r"""The part of :math:`A` that rows :obj:`index` of :math:`\sum_{l=0}^{L} c_l A^l X` depend
@@ -143,8 +162,8 @@ def receptive_field(adj: SparseAdj, index: Tensor, num_layers: int, max_fraction
     Hop :math:`L` is needed on the rows :math:`R_L` = :obj:`index`; hop :math:`l < L` on
     :math:`R_l = R_L \cup \mathcal{N}(R_{l+1})`, the output rows plus every column a row of
     :math:`R_{l+1}` reads. Hop :math:`l` is returned as the submatrix
-    :math:`A[R_l, R_{l-1}]` (rows and columns renumbered in sorted node order, with its
-    transpose for the backward pass), so that :math:`H_l = A[R_l, R_{l-1}] H_{l-1}` holds the
+    :math:`A[R_l, R_{l-1}]` (rows and columns renumbered in sorted node order; its transpose
+    for the backward pass is formed only where :func:`csr_mm_t` needs one), so that :math:`H_l = A[R_l, R_{l-1}] H_{l-1}` holds the
     exact rows :math:`R_l` of :math:`A^l X`, and forward and backward cost only the non-zeros of
     those rows. Once a hop's rows hold more than :obj:`max_fraction` of the non-zeros, that hop
     and every earlier one use all of :obj:`adj` (:math:`R_l` = every node). On ``sports`` with a
@@ -200,9 +219,8 @@ def receptive_field(adj: SparseAdj, index: Tensor, num_layers: int, max_fraction
         if pos[layer - 1] is not None:  # N(R_l) lies in R_{l-1}: every column has a position
             sub_col = pos[layer - 1][sub_col]
         size = (rows[layer].numel(), n if rows[layer - 1] is None else rows[layer - 1].numel())
-        forward = _csr(sub_crow, sub_col, sub_val, size)
-        backward = _csr(*_transpose_arrays(sub_crow, sub_col, sub_val, size[1]), size[::-1])
-        hops.append(SparseAdj(forward, backward, symmetric=False))
+        # The transpose for the backward pass is formed only if csr_mm_t needs it.
+        hops.append(SparseAdj(_csr(sub_crow, sub_col, sub_val, size), symmetric=False))
     positions = [index if p is None else p[index] for p in pos]
     return hops, positions
 
@@ -210,9 +228,9 @@ def receptive_field(adj: SparseAdj, index: Tensor, num_layers: int, max_fraction
 class _SeriesRows(torch.autograd.Function):
     r"""Rows of :math:`\sum_l c_l \odot A^l X` over the hops of :func:`receptive_field`.
 
-    The backward pass runs the hops in reverse through their stored transposes and adds each
-    hop's share of the output gradient in place, so no full-size zero buffer or extra sum is
-    formed per hop (autograd through gathers would form both)."""
+    The backward pass runs the hops in reverse through their transposes (:func:`csr_mm_t`) and
+    adds each hop's share of the output gradient in place, so no full-size zero buffer or extra
+    sum is formed per hop (autograd through gathers would form both)."""
 
     @staticmethod
     def forward(ctx, x: Tensor, hops: List[SparseAdj], positions: List[Tensor],  # type: ignore
@@ -234,7 +252,7 @@ class _SeriesRows(torch.autograd.Function):
         g = grad.new_zeros(rows, grad.size(1))
         g.index_add_(0, positions[-1], grad * coefs[-1])
         for layer in range(len(hops), 0, -1):
-            g = csr_mm(hops[layer - 1].adj_t, g)
+            g = csr_mm_t(hops[layer - 1], g)
             g.index_add_(0, positions[layer - 1], grad * coefs[layer - 1])
         return (g, None, None, None) + (None,) * len(coefs)
 
