@@ -13,7 +13,9 @@ compulsory traffic of :math:`L` CSR products (int32 row pointers and columns, fl
 format runs to the limit. For each format PyG takes, LightGCN's propagation with
 :class:`torch_geometric.nn.LGConv`, :math:`\frac{1}{L+1}\sum_l \mathrm{LGConv}^l(x)`, is timed
 on the same un-normalised adjacency (both sides normalise it themselves): ``× LGConv`` is the
-ratio of forward + backward times.
+ratio of forward + backward times. Where numba is installed, the training steps of
+``--step-models`` are then timed with each CPU kernel, alternated on one model
+(:func:`kernel_steps`): what the kernel is worth to a whole step, not to the product alone.
 """
 from __future__ import annotations
 
@@ -107,6 +109,7 @@ def run(args: argparse.Namespace) -> int:
     if args.quick:
         args.dataset, args.num_interactions = "synthetic", 3000
         args.repeats, args.warmup, args.copy_mib = 2, 1, 16
+        args.step_rounds, args.step_batches = 2, 1
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
@@ -190,11 +193,14 @@ def run(args: argparse.Namespace) -> int:
             if s is not None and s == s and s > 0 and not r.get("batch_rows"):
                 r[f"{phase}_bandwidth"] = need / s
                 r[f"{phase}_of_ceiling"] = need / s / ceiling["bandwidth"]
+    steps = kernel_steps(ds, args, device) if kernels[0] == "numba" else []
     result = {"script": "bench_propagation", "dataset": name, "num_nodes": n, "nnz": nnz,
               "channels": d, "num_layers": layers, "bytes_needed_per_pass": need,
               "default_kernel": cpu_kernel() if device.type == "cpu" else None,
               "copy": ceiling, "device": str(device), "device_name": device_name(device),
-              "environment": environment(), "results": rows}
+              "environment": environment(), "results": rows, "steps": steps,
+              "step_rounds": args.step_rounds, "step_batches": args.step_batches,
+              "batch_size": args.batch_size}
     publish(result, out, report, args.write_results, f"{name}-{device.type}",
             "Propagation: `StepwiseConv` per adjacency format on {dev}",
             "Times are given relative to the precomputed `SparseAdj` path with the default kernel "
@@ -203,6 +209,58 @@ def run(args: argparse.Namespace) -> int:
             f"python benchmarks/bench_propagation.py --dataset {args.dataset} --device "
             f"{device.type}")
     return 0
+
+
+def kernel_steps(ds: Any, args: argparse.Namespace, device: torch.device) -> List[Dict[str, Any]]:
+    r"""Training steps (:meth:`~stair_pyg.train.Trainer.train_step` on BPR batches: forward,
+    backward, optimizer step) of each of ``--step-models`` with the numba kernel and with
+    torch's product, alternated on one model: ``--step-rounds`` rounds of ``--step-batches``
+    batches per kernel, the order flipped every round, so that both meet the same machine. The
+    median seconds per batch of each and their ratio."""
+    import time
+
+    from stair_pyg.nn.cpu_kernel import set_cpu_kernel
+    from stair_pyg.profiling.bench import build, stepper
+    from stair_pyg.train import Trainer, seed_everything
+
+    settings = argparse.Namespace(embedding_dim=args.channels, num_layers=args.num_layers,
+                                  model_hparams={}, device=str(device))
+    out: List[Dict[str, Any]] = []
+    for model_name in [m for m in args.step_models.split(",") if m]:
+        seed_everything(0)
+        try:
+            model = build(model_name, ds.data, settings)
+        except (ValueError, KeyError) as error:  # e.g. STAIR on a graph without item features
+            out.append({"model": model_name, "skipped": str(error).split("\n")[0]})
+            continue
+        trainer = Trainer(model, ds, {"device": str(device), "batch_size": args.batch_size,
+                                      "lr": 1e-3, "seed": 0}, progress=False,
+                          model_name=model_name)
+        step = stepper(trainer, args.batch_size)
+        seconds: Dict[str, List[float]] = {"numba": [], "torch": []}
+        previous = set_cpu_kernel("numba")
+        try:
+            model.train()
+            for kernel in seconds:
+                set_cpu_kernel(kernel)
+                for _ in range(max(1, args.warmup)):
+                    step()
+            for r in range(args.step_rounds):
+                for kernel in (list(seconds) if r % 2 == 0 else list(seconds)[::-1]):
+                    set_cpu_kernel(kernel)
+                    start = time.perf_counter()
+                    for _ in range(args.step_batches):
+                        step()
+                    seconds[kernel].append((time.perf_counter() - start) / args.step_batches)
+        finally:
+            set_cpu_kernel(previous)
+        numba_s, torch_s = (statistics.median(seconds[k]) for k in ("numba", "torch"))
+        out.append({"model": model_name, "numba_s": numba_s, "torch_s": torch_s,
+                    "speedup": torch_s / numba_s, "numba_rounds": seconds["numba"],
+                    "torch_rounds": seconds["torch"]})
+        print(f"[propagation] {model_name} step: numba {numba_s * 1e3:.1f} ms, torch "
+              f"{torch_s * 1e3:.1f} ms per batch ({torch_s / numba_s:.2f}x)", flush=True)
+    return out
 
 
 def report(result: Dict[str, Any], absolute: bool) -> str:
@@ -241,7 +299,23 @@ def report(result: Dict[str, Any], absolute: bool) -> str:
         rows.append([r["format"], *cells, pct(r.get("forward_of_ceiling")),
                      pct(r.get("backward_of_ceiling")),
                      f"{r['vs_lgconv']:.2f}×" if "vs_lgconv" in r else ""])
-    return "\n".join(lines + [markdown_table(headers, rows)])
+    lines += [markdown_table(headers, rows)]
+    if result.get("steps"):
+        lines += ["", f"Training steps with each CPU kernel (batches of {result['batch_size']} "
+                  f"triples: forward, backward, optimizer step), alternated on one model: "
+                  f"{result['step_rounds']} rounds of {result['step_batches']} batches per "
+                  "kernel, the order flipped every round; medians per batch.", ""]
+        step_rows = []
+        for r in result["steps"]:
+            if "skipped" in r:
+                step_rows.append([r["model"], f"skipped: {r['skipped']}", "", ""])
+                continue
+            times = ([fmt_seconds(r["numba_s"]), fmt_seconds(r["torch_s"])] if absolute else
+                     [f"{r['numba_s'] / r['torch_s']:.2f}×", "1.00×"])
+            step_rows.append([r["model"], *times, f"{r['speedup']:.2f}×"])
+        lines.append(markdown_table(["model", "numba kernel", "torch's product",
+                                     "speed-up of the numba kernel"], step_rows))
+    return "\n".join(lines)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -250,8 +324,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     add("--dataset", default="sports", help="a graph of ../shared/data (absent: synthetic)")
     for flag, default in (("--num-interactions", 200_000), ("--channels", 64),
                           ("--num-layers", 3), ("--repeats", 5), ("--warmup", 2),
-                          ("--copy-mib", 512), ("--batch-size", 1024)):
+                          ("--copy-mib", 512), ("--batch-size", 1024), ("--step-rounds", 10),
+                          ("--step-batches", 5)):
         add(flag, type=int, default=default)
+    add("--step-models", default="stair,lightgcn",
+        help="models whose training step is timed with each CPU kernel ('' for none)")
     return run(common_arguments(parser).parse_args(argv))
 
 

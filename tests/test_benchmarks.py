@@ -138,14 +138,26 @@ def test_propagation_quick(tmp_path):
     result = json.loads((out / "results.json").read_text())
     assert _positive(result["copy"]["bandwidth"])
     assert _positive(result["bytes_needed_per_pass"])
+    from stair_pyg.nn.cpu_kernel import numba_available
+
     formats = {r["format"]: r for r in result["results"]}
-    for fmt in ("SparseAdj", "torch CSR", "EdgeIndex", "edge_index"):
+    kernels = ["numba", "torch"] if numba_available() else ["torch"]
+    sparse_adj = [f"SparseAdj, {k} kernel" for k in kernels]  # the SparseAdj path per kernel
+    for fmt in sparse_adj + ["torch CSR", "EdgeIndex", "edge_index"]:
         assert _positive(formats[fmt]["forward_s"]) and _positive(formats[fmt]["backward_s"])
         assert _positive(formats[fmt]["forward_of_ceiling"])
+    for k in kernels:
+        assert _positive(formats[f"csr_mm alone (3x, {k} kernel)"]["forward_of_ceiling"])
     for fmt in ("torch CSR", "EdgeIndex", "edge_index"):  # PyG's LGConv on the same format
         assert _positive(formats[fmt]["lgconv_s"]) and _positive(formats[fmt]["vs_lgconv"])
-    assert "vs_lgconv" not in formats["SparseAdj"]  # LGConv does not take it
+    assert all("vs_lgconv" not in formats[fmt] for fmt in sparse_adj)  # LGConv does not take it
     assert "SparseTensor" in formats  # measured, or skipped with the reason
+    # Training steps with each kernel, alternated (only where there are two kernels).
+    steps = {r["model"]: r for r in result["steps"]}
+    assert set(steps) == ({"stair", "lightgcn"} if numba_available() else set())
+    for r in steps.values():
+        assert len(r["numba_rounds"]) == len(r["torch_rounds"]) == result["step_rounds"]
+        assert _positive(r["numba_s"]) and _positive(r["torch_s"]) and _positive(r["speedup"])
 
 
 def test_modality_quick(tmp_path):

@@ -200,7 +200,7 @@ def build(name: str, data, args: argparse.Namespace) -> torch.nn.Module:
                        device=resolve_device(args.device))
 
 
-def _stepper(trainer, batch_size: int):
+def stepper(trainer, batch_size: int):
     r"""``step(timer)``: one :meth:`Trainer.train_step` on the next batch of a shuffled epoch,
     ``sampling``, ``train_step``, ``forward`` and ``step`` (through the optimizer's step hooks)
     timed by :obj:`timer` (:obj:`None`: untimed)."""
@@ -298,7 +298,7 @@ def profile_model(name: str, ds, args: argparse.Namespace, device: torch.device,
         M.synchronize(device)
         rec["build_s"] = time.perf_counter() - t0
         rec["parameters"] = count_parameters(model)
-        step = _stepper(trainer, args.batch_size)
+        step = stepper(trainer, args.batch_size)
         nb = math.ceil(ds.splits.train.size(1) / args.batch_size)
         timed = min(nb, args.max_batches or nb)
         repeats = max(1, args.repeats)
