@@ -235,6 +235,13 @@ def markdown(results: Dict[str, Any]) -> str:
             status = (f"{done} of {len(points)} grid points run" if done < len(points) else
                       "every grid point failed" if entry["selected"] is None else
                       f"{len(s.get('seeds', []))} of {len(results['seeds'])} seeds run")
+            best = select(model, [p for p in points if run_key(model, p, seed) in
+                                  results["runs"]], results["runs"], seed, metric)
+            if done < len(points) and best is not None:  # the partial grid's best so far
+                run = results["runs"][run_key(model, best, seed)]
+                status += (f"; best so far {' '.join(best) or 'defaults'}: valid "
+                           f"{metric} {run['valid'][metric]:.4f}, test "
+                           f"{run['test'][metric]:.4f} (seed {seed})")
             rows.append([model, status] + [""] * (len(HEADLINE) + 3))
         else:
             capped = any(at_cap(results["runs"][run_key(model, entry["selected"], x)], cfg)
@@ -488,6 +495,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"[sweep] wrote {json_path}" if not args.report else "[sweep] tables rebuilt")
         if not args.out:
             write_section(SCRIPT, name, [table])
+    if args.report:  # the tables are rebuilt, whatever the runs they show
+        return 0
     return 0 if all(not e["final"]["failed"] for e in results["models"].values()) else 1
 
 

@@ -302,6 +302,18 @@ def test_leaderboard_runs_model_by_model_and_report_rebuilds_it(tmp_path):
     assert "run(s) ahead" not in report.stdout  # nothing trained
     table = lambda out: out[out.index("### Leaderboard"):out.index("Produced by")]  # noqa
     assert table(report.stdout) == table(first.stdout)
+    # An unfinished grid says how far it got and its best point so far (on validation).
+    path = tmp_path / "sweep_leaderboard-quick.json"
+    partial = json.loads(path.read_text())
+    dropped = json.dumps(["bpr", bpr["points"][-1], 1])
+    del partial["runs"][dropped]
+    path.write_text(json.dumps(partial))
+    kept = [r for k, r in partial["runs"].items() if k.startswith('["bpr"') and r["seed"] == 1]
+    best = max(kept, key=lambda r: r["valid"]["NDCG@20"])
+    line = next(x for x in _run("sweep.py", *args, "--report").stdout.splitlines()
+                if x.startswith("| bpr |"))
+    assert "6 of 7 grid points run; best so far " + " ".join(best["overrides"]) in line
+    assert f"valid NDCG@20 {best['valid']['NDCG@20']:.4f}" in line
 
 
 def test_a_second_sweep_into_the_same_json_is_refused(bench_script, tmp_path):
