@@ -138,13 +138,28 @@ def test_environment_variable_sets_the_starting_choice(value, expected):
     import subprocess
     import sys
 
-    code = "from stair_pyg.nn import cpu_kernel; print(cpu_kernel._choice, cpu_kernel.cpu_kernel())"
+    code = ("import torch; torch.set_num_threads(1); from stair_pyg.nn import cpu_kernel; "
+            "print(cpu_kernel._choice, cpu_kernel.cpu_kernel())")
     env = {**__import__("os").environ, cpu_kernel.ENV_VAR: value}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          check=True).stdout.split()
     assert out[0] == expected
     assert out[1] == ("torch" if expected == "torch" or not cpu_kernel.numba_available()
                       else "numba")
+
+
+@needs_numba
+def test_automatic_choice_is_numba_on_one_thread_and_torch_on_more(restore_choice):
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert cpu_kernel.cpu_kernel() == "numba"
+        torch.set_num_threads(2)
+        assert cpu_kernel.cpu_kernel() == "torch"
+        cpu_kernel.set_cpu_kernel("numba")  # an explicit choice holds on any thread count
+        assert cpu_kernel.cpu_kernel() == "numba"
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_bad_environment_variable_is_reported_with_its_name(monkeypatch):

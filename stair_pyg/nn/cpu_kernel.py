@@ -11,9 +11,14 @@ temporary, no second copy), the rows split into contiguous ranges of equal numbe
 one range at a time per thread, with as many threads as torch uses
 (:func:`torch.get_num_threads`).
 
-:func:`set_cpu_kernel` picks the implementation (``"auto"``: numba where it imports; ``"numba"``;
-``"torch"``); the environment variable ``STAIR_PYG_CPU_KERNEL`` sets the choice a process starts
-with (for example ``STAIR_PYG_CPU_KERNEL=torch stair-pyg train ...``).
+:func:`set_cpu_kernel` picks the implementation (``"auto"``, the default: numba where it imports
+and torch runs on one thread, torch's product otherwise; ``"numba"``; ``"torch"``); the
+environment variable ``STAIR_PYG_CPU_KERNEL`` sets the choice a process starts with (for example
+``STAIR_PYG_CPU_KERNEL=numba stair-pyg train ...``). Why ``"auto"`` keeps torch's product on
+several threads: on a 2-core CPU (``benchmarks/bench_propagation.py``, training steps with each
+kernel alternated on one model) the kernel made STAIR's and LightGCN's steps 1.08x faster on one
+thread, but on two threads three chained products took 1.7x longer than torch's and whole steps
+were a wash (0.92x for STAIR, 1.14x for LightGCN on ``sports``).
 """
 from __future__ import annotations
 
@@ -102,7 +107,8 @@ def set_cpu_kernel(name: str) -> str:
     r"""Selects the CPU implementation of the sparse product and returns the previous choice.
 
     Args:
-        name (str): ``"auto"`` (numba where it imports, else torch), ``"numba"`` (raises
+        name (str): ``"auto"`` (numba where it imports and torch uses one thread, else torch's
+            product; see the module docstring), ``"numba"`` (raises
             :class:`ImportError` without numba) or ``"torch"`` (torch's CSR product).
     """
     global _choice
@@ -123,7 +129,8 @@ def cpu_kernel() -> str:
     if _choice == "numba" and not numba_available():
         raise ImportError(f"{ENV_VAR}=numba, but the numba kernel needs numba: pip install "
                           f"'stair-pyg[numba]' ({_numba_missing})")
-    if _choice == "torch" or (_choice == "auto" and not numba_available()):
+    if _choice == "torch" or (_choice == "auto" and (not numba_available()
+                                                     or torch.get_num_threads() > 1)):
         return "torch"
     return "numba"
 

@@ -54,9 +54,9 @@ def csr_mm(adj: Tensor, x: Tensor) -> Tensor:
     r""":math:`A X` for a CSR matrix :math:`A`, written straight into a fresh output: the
     library's one sparse product (no gradient; :func:`spmm` and :func:`series_rows` wrap it).
 
-    On the CPU it runs the numba kernel of :mod:`stair_pyg.nn.cpu_kernel` where numba is
-    installed (about twice as fast as torch's product on ``scientific``'s graph,
-    ``bench_propagation``). Otherwise ``addmm`` with ``beta=0`` into an uninitialised ``out``:
+    On the CPU it runs the numba kernel of :mod:`stair_pyg.nn.cpu_kernel` where that module
+    chooses it (numba installed, one torch thread). Otherwise ``addmm`` with ``beta=0`` into an
+    uninitialised ``out``:
     ``torch.sparse.mm`` would zero-fill its result and copy it once more (``beta=0`` ignores
     the old content, NaN included), a third of the time of a CPU product.
     """
@@ -163,12 +163,12 @@ def receptive_field(adj: SparseAdj, index: Tensor, num_layers: int, max_fraction
     :math:`R_l = R_L \cup \mathcal{N}(R_{l+1})`, the output rows plus every column a row of
     :math:`R_{l+1}` reads. Hop :math:`l` is returned as the submatrix
     :math:`A[R_l, R_{l-1}]` (rows and columns renumbered in sorted node order; its transpose
-    for the backward pass is formed only where :func:`csr_mm_t` needs one), so that :math:`H_l = A[R_l, R_{l-1}] H_{l-1}` holds the
-    exact rows :math:`R_l` of :math:`A^l X`, and forward and backward cost only the non-zeros of
-    those rows. Once a hop's rows hold more than :obj:`max_fraction` of the non-zeros, that hop
-    and every earlier one use all of :obj:`adj` (:math:`R_l` = every node). On ``sports`` with a
-    batch of 1,024 triples (3,072 nodes), hop 3 touches about 12% of the non-zeros and hop 2
-    69%.
+    for the backward pass is formed only where :func:`csr_mm_t` needs one), so that
+    :math:`H_l = A[R_l, R_{l-1}] H_{l-1}` holds the exact rows :math:`R_l` of :math:`A^l X`, and
+    forward and backward cost only the non-zeros of those rows. Once a hop's rows hold more than
+    :obj:`max_fraction` of the non-zeros, that hop and every earlier one use all of :obj:`adj`
+    (:math:`R_l` = every node). On ``sports`` with a batch of 1,024 triples (3,072 nodes), hop 3
+    touches about 12% of the non-zeros and hop 2 69%.
 
     Args:
         adj (SparseAdj): Square :math:`A` ``[N, N]``.
