@@ -235,9 +235,10 @@ def markdown(results: Dict[str, Any]) -> str:
             status = (f"{done} of {len(points)} grid points run" if done < len(points) else
                       "every grid point failed" if entry["selected"] is None else
                       f"{len(s.get('seeds', []))} of {len(results['seeds'])} seeds run")
-            best = select(model, [p for p in points if run_key(model, p, seed) in
-                                  results["runs"]], results["runs"], seed, metric)
-            if done < len(points) and best is not None:  # the partial grid's best so far
+            best = None if done == len(points) else select(  # the partial grid's best so far
+                model, [p for p in points if run_key(model, p, seed) in results["runs"]],
+                results["runs"], seed, metric)
+            if best is not None:
                 run = results["runs"][run_key(model, best, seed)]
                 status += (f"; best so far {' '.join(best) or 'defaults'}: valid "
                            f"{metric} {run['valid'][metric]:.4f}, test "

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Any, Optional
+from typing import Any, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -150,6 +150,15 @@ def _kernels() -> Any:
     return _kernel
 
 
+def _csr_arrays(adj: Tensor) -> Tuple[Any, Any, Any]:
+    r"""The kernels' view of a CSR matrix: row pointers, columns (one index type for both) and
+    values, as numpy arrays sharing the tensors' memory."""
+    crow, col = adj.crow_indices(), adj.col_indices()
+    if crow.dtype != col.dtype:
+        col = col.to(crow.dtype)
+    return crow.numpy(), col.numpy(), adj.values().detach().numpy()
+
+
 def csr_mm_t_numba(adj: Tensor, g: Tensor) -> Tensor:
     r""":math:`A^\top G` for a CPU CSR matrix :obj:`adj` ``[M, N]`` and :obj:`g` ``[M, d]``
     without forming :math:`A^\top`: one serial pass over the rows of :math:`A`, each
@@ -161,10 +170,7 @@ def csr_mm_t_numba(adj: Tensor, g: Tensor) -> Tensor:
     out = torch.empty(adj.size(1), g.size(1), dtype=g.dtype)
     if out.numel() == 0:
         return out
-    crow, col = adj.crow_indices(), adj.col_indices()
-    if crow.dtype != col.dtype:
-        col = col.to(crow.dtype)
-    kernel(crow.numpy(), col.numpy(), adj.values().detach().numpy(), g.numpy(), out.numpy())
+    kernel(*_csr_arrays(adj), g.numpy(), out.numpy())
     return out
 
 
@@ -182,11 +188,7 @@ def csr_mm_numba(adj: Tensor, x: Tensor) -> Tensor:
     out = torch.empty(adj.size(0), x.size(1), dtype=x.dtype)
     if adj.size(0) == 0 or x.size(1) == 0:
         return out.zero_()
-    crow, col = adj.crow_indices(), adj.col_indices()
-    if crow.dtype != col.dtype:
-        col = col.to(crow.dtype)
-    kernel(crow.numpy(), col.numpy(), adj.values().detach().numpy(), x.numpy(), out.numpy(),
-           threads * _RANGES_PER_THREAD)
+    kernel(*_csr_arrays(adj), x.numpy(), out.numpy(), threads * _RANGES_PER_THREAD)
     if torch.get_num_threads() != torch_threads:
         # numba's OpenMP layer sets the process's OpenMP thread count (torch's too) to all
         # cores when it starts its threads, on the first call: give torch its own back.

@@ -56,9 +56,8 @@ def csr_mm(adj: Tensor, x: Tensor) -> Tensor:
 
     On the CPU it runs the numba kernel of :mod:`stair_pyg.nn.cpu_kernel` where that module
     chooses it (numba installed, one torch thread). Otherwise ``addmm`` with ``beta=0`` into an
-    uninitialised ``out``:
-    ``torch.sparse.mm`` would zero-fill its result and copy it once more (``beta=0`` ignores
-    the old content, NaN included), a third of the time of a CPU product.
+    uninitialised ``out``: ``torch.sparse.mm`` would zero-fill its result and copy it once more
+    (``beta=0`` ignores the old content, NaN included), a third of the time of a CPU product.
     """
     if adj.layout != torch.sparse_csr or x.dim() != 2:
         return torch.sparse.mm(adj, x)
