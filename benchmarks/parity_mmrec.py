@@ -452,8 +452,10 @@ def write_report(record: Dict[str, Any], results: Dict[str, Dict[str, Any]],
                  f"`{res.get('commit')}`); every 5th epoch, \\* the best epoch of either:", "",
                  *curve_table(model, res["compare"], every=5, mark=marks), ""]
     body += [*record.get("notes", []), ""] if record.get("notes") else []
+    dataset = "" if name == "scientific" else f"--dataset ../shared/data/{name} "
     body.append(f"Reproduce: `MMREC_PYTHON=... MMREC_SRC=... python benchmarks/parity_mmrec.py "
-                f"--models {','.join(models)} --epochs {record['epochs']} --write-results`")
+                f"{dataset}--models {','.join(models)} --epochs {record['epochs']} "
+                f"--write-results`")
     write_section("parity_mmrec", name, body)
 
 
