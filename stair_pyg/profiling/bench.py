@@ -512,7 +512,7 @@ def finalize_args(args: argparse.Namespace) -> argparse.Namespace:
     cuda = resolve_device(args.device).type == "cuda"
     args.trace = cuda if args.trace is None else args.trace
     if args.tune_malloc and not cuda:
-        tune_cpu_allocator()  # what the Trainer does, done before the dataset is loaded
+        tune_cpu_allocator()  # what run_experiment does, done before the dataset is loaded
     args.model_hparams = {}
     for item in args.hparam:
         key, sep, value = item.partition("=")

@@ -17,8 +17,10 @@ This is glibc's ``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_`` environm
 from inside the process. The cost is memory: freed heap blocks stay with the process (reused by
 the next allocations) instead of returning to the system at once.
 
-:class:`~stair_pyg.train.Trainer` calls it once when it trains on CPU (``train.tune_malloc``,
-default on). Elsewhere (other C libraries, other systems) it does nothing and returns
+The experiment runner (:func:`~stair_pyg.train.run_experiment`, which ``stair-pyg train`` and
+the sweeps use) calls it once before it trains on CPU (``train.tune_malloc``, default on): a
+process-wide setting, so a :class:`~stair_pyg.train.Trainer` built directly leaves it to its
+caller. Elsewhere (other C libraries, other systems) it does nothing and returns
 :obj:`False`; an allocator preloaded with ``LD_PRELOAD`` (jemalloc, tcmalloc) is unaffected.
 """
 from __future__ import annotations
