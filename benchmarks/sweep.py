@@ -187,6 +187,21 @@ def select(model: str, points: List[List[str]], runs: Dict[str, Any], seed: int,
     return max(scored)[2] if scored else None
 
 
+def runs_needed(model: str, points: List[List[str]], runs: Dict[str, Any], seed: int,
+                final_seeds: Sequence[int], metric: str) -> List[List[Any]]:
+    r"""The runs :obj:`model` still needs, as ``[model, point, seed]``: its grid points with the
+    selection seed, then (all of them finished) the selected point's further seeds. A grid of
+    one point selects nothing, so its further seeds are needed at once, beside the first (with
+    several workers they run side by side)."""
+    todo = [[model, p, seed] for p in points if run_key(model, p, seed) not in runs]
+    if todo and len(points) != 1:
+        return todo
+    selected = points[0] if todo else select(model, points, runs, seed, metric)
+    return todo + ([] if selected is None else [
+        [model, selected, s] for s in final_seeds
+        if s != seed and run_key(model, selected, s) not in runs])
+
+
 def summarise(runs: List[Dict[str, Any]]) -> Dict[str, Any]:
     ok = [r for r in runs if "error" not in r]
     summary: Dict[str, Any] = {"runs": len(runs), "failed": len(runs) - len(ok),
@@ -418,22 +433,18 @@ def main(argv: Optional[List[str]] = None) -> int:
             write_json(json_path, results)
 
     def needed(model: str) -> List[List[Any]]:
-        r"""The runs :obj:`model` needs next: its grid points, then (all of them finished) the
-        selected point's further seeds."""
+        r"""The runs :obj:`model` needs next (see :func:`runs_needed`); the reproduction check
+        of changed model code comes first."""
         entry = results["models"][model]
-        if model in carried:  # the reproduction check comes first
+        if model in carried:
             key = next((run_key(model, p, args.seed) for p in entry["points"]
                         if run_key(model, p, args.seed) in carried[model]),
                        next(iter(carried[model])))
             return [json.loads(key)]
-        todo = [[model, p, args.seed] for p in entry["points"]
-                if run_key(model, p, args.seed) not in runs]
-        if todo:
-            return todo
-        entry["selected"] = select(model, entry["points"], runs, args.seed, metric)
-        return [] if entry["selected"] is None else [
-            [model, entry["selected"], s] for s in final_seeds
-            if run_key(model, entry["selected"], s) not in runs]
+        todo = runs_needed(model, entry["points"], runs, args.seed, final_seeds, metric)
+        if not any(task[2] == args.seed for task in todo):  # the grid is finished
+            entry["selected"] = select(model, entry["points"], runs, args.seed, metric)
+        return todo
 
     def record(task: List[Any], run: Dict[str, Any]) -> None:
         model, point, seed = task

@@ -263,6 +263,25 @@ def test_sweep_grid_values_split_outside_brackets(bench_script):
                                        ["model.gamma=1", "train.lr=1e-3"]]
 
 
+def test_sweep_needs_further_seeds_after_selection_except_for_a_one_point_grid(bench_script):
+    sweep = bench_script("sweep")
+    key = sweep.run_key
+    points = [["model.gamma=0.1"], ["model.gamma=1.0"]]
+    # A grid: first every point with the selection seed, then the selected point's other seeds.
+    assert sweep.runs_needed("stair", points, {}, 1, [1, 2, 3], "NDCG@20") == [
+        ["stair", points[0], 1], ["stair", points[1], 1]]
+    runs = {key("stair", points[0], 1): {"valid": {"NDCG@20": 0.2}},
+            key("stair", points[1], 1): {"valid": {"NDCG@20": 0.3}}}
+    assert sweep.runs_needed("stair", points, runs, 1, [1, 2, 3], "NDCG@20") == [
+        ["stair", points[1], 2], ["stair", points[1], 3]]
+    # One point selects nothing: every seed is needed at once, so workers can run them together.
+    assert sweep.runs_needed("lgmrec", [[]], {}, 1, [1, 2, 3], "NDCG@20") == [
+        ["lgmrec", [], 1], ["lgmrec", [], 2], ["lgmrec", [], 3]]
+    # ... unless the point's first run failed: then nothing is selected and nothing more runs.
+    failed = {key("lgmrec", [], 1): {"error": "RuntimeError: boom"}}
+    assert sweep.runs_needed("lgmrec", [[]], failed, 1, [1, 2, 3], "NDCG@20") == []
+
+
 def test_packaged_grids_resolve_and_name_their_source(bench_script):
     import yaml
 
