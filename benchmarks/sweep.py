@@ -202,10 +202,15 @@ def runs_needed(model: str, points: List[List[str]], runs: Dict[str, Any], seed:
         if s != seed and run_key(model, selected, s) not in runs])
 
 
+#: The placeholder of a run the sweep has not reached yet (as opposed to one that failed).
+NOT_RUN = {"error": "not run"}
+
+
 def summarise(runs: List[Dict[str, Any]]) -> Dict[str, Any]:
     ok = [r for r in runs if "error" not in r]
-    summary: Dict[str, Any] = {"runs": len(runs), "failed": len(runs) - len(ok),
-                               "seeds": [r["seed"] for r in ok]}
+    missing = sum(r == NOT_RUN for r in runs)
+    summary: Dict[str, Any] = {"runs": len(runs), "failed": len(runs) - len(ok) - missing,
+                               "missing": missing, "seeds": [r["seed"] for r in ok]}
     if ok:
         summary.update({m: mean_std([r["test"].get(m) for r in ok]) for m in HEADLINE})
         summary["epoch_seconds"] = mean_std([r["epoch_seconds"] for r in ok])
@@ -246,16 +251,18 @@ def markdown(results: Dict[str, Any]) -> str:
         points, cfg = entry["points"], entry["config"]["train"]
         done = sum(run_key(model, p, seed) in results["runs"] for p in points)
         s = entry.get("final") or {}
-        if done < len(points) or not s.get("seeds"):
+        if done < len(points) or not s.get("seeds") or s.get("missing"):
             status = (f"{done} of {len(points)} grid points run" if done < len(points) else
                       "every grid point failed" if entry["selected"] is None else
                       f"{len(s.get('seeds', []))} of {len(results['seeds'])} seeds run")
-            best = None if done == len(points) else select(  # the partial grid's best so far
+            # The partial grid's best point so far, or the selected point's selection run.
+            best = entry["selected"] if done == len(points) else select(
                 model, [p for p in points if run_key(model, p, seed) in results["runs"]],
                 results["runs"], seed, metric)
             if best is not None:
                 run = results["runs"][run_key(model, best, seed)]
-                status += (f"; best so far {' '.join(best) or 'defaults'}: valid "
+                status += (f"; {'selected' if done == len(points) else 'best so far'} "
+                           f"{' '.join(best) or 'packaged'}: valid "
                            f"{metric} {run['valid'][metric]:.4f}, test "
                            f"{run['test'][metric]:.4f} (seed {seed})")
             rows.append([model, status] + [""] * (len(HEADLINE) + 3))
@@ -497,7 +504,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                                       "error": f"{type(e).__name__}: {e}"})
     for m, entry in results["models"].items():
         needed(m)
-        entry["final"] = summarise([runs.get(run_key(m, entry["selected"], s), {"error": "not run"})
+        entry["final"] = summarise([runs.get(run_key(m, entry["selected"], s), NOT_RUN)
                                     for s in final_seeds] if entry["selected"] is not None
                                    else [{"error": "every grid point failed"}])
     table = markdown(results)
@@ -509,7 +516,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             write_section(SCRIPT, name, [table])
     if args.report:  # the tables are rebuilt, whatever the runs they show
         return 0
-    return 0 if all(not e["final"]["failed"] for e in results["models"].values()) else 1
+    return 0 if all(not e["final"]["failed"] and not e["final"].get("missing")
+                    for e in results["models"].values()) else 1
 
 
 if __name__ == "__main__":

@@ -310,7 +310,8 @@ def test_leaderboard_runs_model_by_model_and_report_rebuilds_it(tmp_path):
     result = json.loads((tmp_path / "sweep_leaderboard-quick.json").read_text())
     bpr = result["models"]["bpr"]
     assert len(bpr["points"]) == 7 and result["models"]["lgmrec"]["points"] == [[]]
-    assert bpr["final"]["seeds"] == [1, 2] and result["models"]["lgmrec"]["final"]["seeds"] == [1, 2]
+    assert bpr["final"]["seeds"] == [1, 2]
+    assert result["models"]["lgmrec"]["final"]["seeds"] == [1, 2]
     order = [line.split()[1] for line in first.stdout.splitlines()
              if line.startswith("[sweep] bpr") or line.startswith("[sweep] lgmrec")]
     assert order == ["bpr"] * 8 + ["lgmrec"] * 2  # one model's grid and seeds, then the next
@@ -333,6 +334,15 @@ def test_leaderboard_runs_model_by_model_and_report_rebuilds_it(tmp_path):
                 if x.startswith("| bpr |"))
     assert "6 of 7 grid points run; best so far " + " ".join(best["overrides"]) in line
     assert f"valid NDCG@20 {best['valid']['NDCG@20']:.4f}" in line
+    # A selected point with seeds still to run is not a finished row, and not a failed one.
+    first_seed = partial["runs"][json.dumps(["lgmrec", [], 1])]
+    del partial["runs"][json.dumps(["lgmrec", [], 2])]
+    path.write_text(json.dumps(partial))
+    line = next(x for x in _run("sweep.py", *args, "--report").stdout.splitlines()
+                if x.startswith("| lgmrec |"))
+    assert "1 of 2 seeds run; selected packaged: valid NDCG@20 " in line
+    assert f"test {first_seed['test']['NDCG@20']:.4f} (seed 1)" in line
+    assert "failed" not in line and "±" not in line
 
 
 def test_a_second_sweep_into_the_same_json_is_refused(bench_script, tmp_path):
