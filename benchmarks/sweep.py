@@ -27,7 +27,7 @@ import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from _results import BENCH_DIR, write_section
 from stair_pyg.profiling.bench import COMPARED
@@ -188,18 +188,19 @@ def select(model: str, points: List[List[str]], runs: Dict[str, Any], seed: int,
 
 
 def runs_needed(model: str, points: List[List[str]], runs: Dict[str, Any], seed: int,
-                final_seeds: Sequence[int], metric: str) -> List[List[Any]]:
-    r"""The runs :obj:`model` still needs, as ``[model, point, seed]``: its grid points with the
-    selection seed, then (all of them finished) the selected point's further seeds. A grid of
-    one point selects nothing, so its further seeds are needed at once, beside the first (with
-    several workers they run side by side)."""
+                final_seeds: Sequence[int], metric: str
+                ) -> Tuple[List[List[Any]], Optional[List[str]]]:
+    r"""The runs :obj:`model` still needs, as ``[model, point, seed]``, and its selected point
+    (:obj:`None` until every grid point has run with the selection seed, or if all failed):
+    first its grid points with the selection seed, then the selected point's further seeds. A
+    grid of one point selects nothing, so its further seeds are needed at once, beside the first
+    (with several workers they run side by side)."""
     todo = [[model, p, seed] for p in points if run_key(model, p, seed) not in runs]
-    if todo and len(points) != 1:
-        return todo
-    selected = points[0] if todo else select(model, points, runs, seed, metric)
-    return todo + ([] if selected is None else [
-        [model, selected, s] for s in final_seeds
-        if s != seed and run_key(model, selected, s) not in runs])
+    selected = None if todo else select(model, points, runs, seed, metric)
+    seeded = points[0] if todo and len(points) == 1 else selected
+    return todo + ([] if seeded is None else [
+        [model, seeded, s] for s in final_seeds
+        if s != seed and run_key(model, seeded, s) not in runs]), selected
 
 
 #: The placeholder of a run the sweep has not reached yet (as opposed to one that failed).
@@ -448,9 +449,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                         if run_key(model, p, args.seed) in carried[model]),
                        next(iter(carried[model])))
             return [json.loads(key)]
-        todo = runs_needed(model, entry["points"], runs, args.seed, final_seeds, metric)
-        if not any(task[2] == args.seed for task in todo):  # the grid is finished
-            entry["selected"] = select(model, entry["points"], runs, args.seed, metric)
+        todo, entry["selected"] = runs_needed(model, entry["points"], runs, args.seed,
+                                              final_seeds, metric)
         return todo
 
     def record(task: List[Any], run: Dict[str, Any]) -> None:
@@ -516,7 +516,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             write_section(SCRIPT, name, [table])
     if args.report:  # the tables are rebuilt, whatever the runs they show
         return 0
-    return 0 if all(not e["final"]["failed"] and not e["final"].get("missing")
+    return 0 if all(not e["final"]["failed"] and not e["final"]["missing"]
                     for e in results["models"].values()) else 1
 
 

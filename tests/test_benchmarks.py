@@ -268,18 +268,18 @@ def test_sweep_needs_further_seeds_after_selection_except_for_a_one_point_grid(b
     key = sweep.run_key
     points = [["model.gamma=0.1"], ["model.gamma=1.0"]]
     # A grid: first every point with the selection seed, then the selected point's other seeds.
-    assert sweep.runs_needed("stair", points, {}, 1, [1, 2, 3], "NDCG@20") == [
-        ["stair", points[0], 1], ["stair", points[1], 1]]
+    assert sweep.runs_needed("stair", points, {}, 1, [1, 2, 3], "NDCG@20") == ([
+        ["stair", points[0], 1], ["stair", points[1], 1]], None)
     runs = {key("stair", points[0], 1): {"valid": {"NDCG@20": 0.2}},
             key("stair", points[1], 1): {"valid": {"NDCG@20": 0.3}}}
-    assert sweep.runs_needed("stair", points, runs, 1, [1, 2, 3], "NDCG@20") == [
-        ["stair", points[1], 2], ["stair", points[1], 3]]
+    assert sweep.runs_needed("stair", points, runs, 1, [1, 2, 3], "NDCG@20") == ([
+        ["stair", points[1], 2], ["stair", points[1], 3]], points[1])
     # One point selects nothing: every seed is needed at once, so workers can run them together.
-    assert sweep.runs_needed("lgmrec", [[]], {}, 1, [1, 2, 3], "NDCG@20") == [
-        ["lgmrec", [], 1], ["lgmrec", [], 2], ["lgmrec", [], 3]]
+    assert sweep.runs_needed("lgmrec", [[]], {}, 1, [1, 2, 3], "NDCG@20") == ([
+        ["lgmrec", [], 1], ["lgmrec", [], 2], ["lgmrec", [], 3]], None)
     # ... unless the point's first run failed: then nothing is selected and nothing more runs.
     failed = {key("lgmrec", [], 1): {"error": "RuntimeError: boom"}}
-    assert sweep.runs_needed("lgmrec", [[]], failed, 1, [1, 2, 3], "NDCG@20") == []
+    assert sweep.runs_needed("lgmrec", [[]], failed, 1, [1, 2, 3], "NDCG@20") == ([], None)
 
 
 def test_packaged_grids_resolve_and_name_their_source(bench_script):
