@@ -421,10 +421,23 @@ def hparam_text(model: str, hparams: Dict[str, Any]) -> str:
     return ", ".join(f"{k}={hparams[k]}" for k in NAME_MAP[model])
 
 
+#: The dataset a run without ``--dataset`` compares on.
+DEFAULT_DATASET = DATA_ROOT / "scientific"
+
+
+def dataset_option(folder: Path) -> str:
+    r"""``--dataset FOLDER `` for a reproduce line (relative to the repository root), or nothing
+    where ``folder`` is the default."""
+    if folder.resolve() == DEFAULT_DATASET.resolve():
+        return ""
+    return f"--dataset {os.path.relpath(folder.resolve(), REPO_ROOT)} "
+
+
 def write_report(record: Dict[str, Any], results: Dict[str, Dict[str, Any]],
-                 models: Sequence[str]) -> None:
+                 models: Sequence[str], dataset: Path) -> None:
     r"""The section ``parity_mmrec:<dataset>`` of ``RESULTS.md``: the summary table and, per
-    model, every 5th epoch of both curves and the best epochs."""
+    model, every 5th epoch of both curves and the best epochs; ``dataset`` is the folder the
+    run read, for the reproduce line."""
     name = record["dataset"]
     # A model's earlier implementation kept in the record ("ours_before": its curve and
     # "before_note") is compared with the same MMRec curve, one summary row of its own.
@@ -452,9 +465,8 @@ def write_report(record: Dict[str, Any], results: Dict[str, Dict[str, Any]],
                  f"`{res.get('commit')}`); every 5th epoch, \\* the best epoch of either:", "",
                  *curve_table(model, res["compare"], every=5, mark=marks), ""]
     body += [*record.get("notes", []), ""] if record.get("notes") else []
-    dataset = "" if name == "scientific" else f"--dataset ../shared/data/{name} "
     body.append(f"Reproduce: `MMREC_PYTHON=... MMREC_SRC=... python benchmarks/parity_mmrec.py "
-                f"{dataset}--models {','.join(models)} --epochs {record['epochs']} "
+                f"{dataset_option(dataset)}--models {','.join(models)} --epochs {record['epochs']} "
                 f"--write-results`")
     write_section("parity_mmrec", name, body)
 
@@ -464,7 +476,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", default="freedom,bm3,lightgcn",
                    help="comma-separated, of " + ", ".join(MMREC_NAME))
-    p.add_argument("--dataset", type=Path, default=DATA_ROOT / "scientific",
+    p.add_argument("--dataset", type=Path, default=DEFAULT_DATASET,
                    help="an MMRec-format dataset folder (default: ../shared/data/scientific)")
     p.add_argument("--mmrec-python", default=os.environ.get("MMREC_PYTHON"),
                    help="the python of MMRec's venv (default: $MMREC_PYTHON)")
@@ -503,7 +515,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print()
         print("\n".join(summary_table(results)))
         if args.write_results:
-            write_report(record, results, models)
+            write_report(record, results, models, args.dataset)
         return 0
     python, src, why = find_mmrec(args.mmrec_python, args.mmrec_src)
     if why is not None:
@@ -566,7 +578,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     out.write_text(json.dumps(record, indent=1))
     print(f"[parity_mmrec] wrote {out}")
     if args.write_results:
-        write_report(record, results, list(results))
+        write_report(record, results, list(results), args.dataset)
     return 0
 
 

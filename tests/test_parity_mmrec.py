@@ -123,3 +123,14 @@ def test_skips_without_mmrec(tmp_path):
                            sys.executable, "--mmrec-src", str(tmp_path)], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and "not an MMRec checkout" in proc.stdout
+
+
+def test_reproduce_line_names_the_dataset_read(tmp_path):
+    # The default dataset is left out (whatever spelling reaches it); any other folder is given
+    # relative to the repository root, wherever it lies.
+    assert P.dataset_option(P.DEFAULT_DATASET) == ""
+    assert P.dataset_option(P.DEFAULT_DATASET / ".." / "scientific") == ""
+    assert P.dataset_option(P.DATA_ROOT / "ml100k") == "--dataset ../shared/data/ml100k "
+    elsewhere = tmp_path / "shop"
+    assert P.dataset_option(elsewhere) == (
+        f"--dataset {os.path.relpath(elsewhere.resolve(), P.REPO_ROOT)} ")
