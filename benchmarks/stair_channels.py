@@ -25,14 +25,17 @@ Examples::
     python benchmarks/stair_channels.py --config scientific --write-results
     python benchmarks/stair_channels.py --config scientific --set model.gamma=1.0
     python benchmarks/stair_channels.py --quick          # tiny synthetic graph, seconds
+    python benchmarks/stair_channels.py --name scientific-selected --from-json --write-results
 
 Writes ``results.json`` and ``table.md`` to ``--out`` (default ``build/bench/stair_channels``);
 with ``--write-results`` also ``benchmarks/results/stair_channels_<name>.json`` and the section
-``stair_channels:<name>`` of ``RESULTS.md``.
+``stair_channels:<name>`` of ``RESULTS.md``. ``--from-json`` trains nothing: it rebuilds the table
+(and with ``--write-results`` the section) from that stored JSON.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -123,6 +126,24 @@ def report(result: Dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def write_results(result: Dict[str, Any]) -> None:
+    r"""Store :obj:`result` as ``benchmarks/results/stair_channels_<name>.json`` and write its
+    section ``stair_channels:<name>`` of ``RESULTS.md``."""
+    name, cfg = result["name"], result["config"]
+    write_json(BENCH_DIR / "results" / f"{SCRIPT}_{name}.json", result)
+    model = {k: v for k, v in cfg["model"].items() if k != "name"}
+    blocks = result["best"]["blocks"]
+    d = blocks[-1]["channels"][1] + 1
+    metric = cfg["train"].get("metric", "NDCG@20")
+    write_section(SCRIPT, name, [
+        f"### STAIR's channels: `{name}`, initialisation against the best epoch", "",
+        f"STAIR {model}, weight decay {cfg['train'].get('weight_decay')}, best validation "
+        f"{metric} at epoch {result['best_epoch']}; {d} channels in {len(blocks)} blocks "
+        "(β, the weight of propagation, falls from 0.9 at channel 0 to 0 at the last; the "
+        "smaller γ, the sooner).", "", report(result), "",
+        f"Reproduce: `{result['command']}`"])
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add = parser.add_argument
@@ -135,11 +156,25 @@ def build_parser() -> argparse.ArgumentParser:
     add("--out", help="output folder (default: build/bench/stair_channels)")
     add("--write-results", action="store_true", help="also write its section of RESULTS.md")
     add("--quick", action="store_true", help="tiny synthetic graph, a few epochs")
+    add("--from-json", action="store_true",
+        help="train nothing: rebuild the table (with --write-results, the section) from "
+             "benchmarks/results/stair_channels_<name>.json")
     return parser
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.from_json:
+        name = args.name or Path(args.config).stem
+        stored = BENCH_DIR / "results" / f"{SCRIPT}_{name}.json"
+        if not stored.is_file():
+            raise SystemExit(f"error: --from-json: {stored} does not exist (run without "
+                             "--from-json and with --write-results first)")
+        result = json.loads(stored.read_text())
+        print(report(result))
+        if args.write_results:
+            write_results(result)
+        return 0
     path = find_config("synthetic" if args.quick else args.config)
     if path is None:
         raise SystemExit(f"error: --config {args.config}: no such file and no packaged config")
@@ -174,7 +209,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     best = analyse(trained, ds, feat, blocks, queries)
     metric = cfg["train"].get("metric", "NDCG@20")
     name = args.name or ("quick" if args.quick else Path(args.config).stem)
-    result = {"script": SCRIPT, "name": name, "config": cfg, "modality": modality,
+    command = " ".join(["python benchmarks/stair_channels.py",
+                        *(argv if argv is not None else sys.argv[1:])])
+    result = {"script": SCRIPT, "name": name, "command": command, "config": cfg,
+              "modality": modality,
               "num_items": num_items, "queries": int(queries.numel()),
               "best_epoch": run["best_epoch"], "init": init, "best": best,
               "curve": [[r["epoch"], r["valid"][metric]] for r in run["history"] if "valid" in r],
@@ -184,17 +222,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     (out / "table.md").write_text(table + "\n")
     print(table)
     if args.write_results:
-        write_json(BENCH_DIR / "results" / f"{SCRIPT}_{name}.json", result)
-        command = " ".join(["python benchmarks/stair_channels.py", *(argv if argv is not None
-                                                                   else sys.argv[1:])])
-        model = {k: v for k, v in cfg["model"].items() if k != "name"}
-        write_section(SCRIPT, name, [
-            f"### STAIR's channels: `{name}`, initialisation against the best epoch", "",
-            f"STAIR {model}, weight decay {cfg['train'].get('weight_decay')}, best validation "
-            f"{metric} at epoch {run['best_epoch']}; {d} channels in {args.blocks} blocks "
-            "(β, the weight of propagation, falls from 0.9 at channel 0 to 0 at the last; the "
-            "smaller γ, the sooner).", "", table, "",
-            f"Reproduce: `{command}`"])
+        write_results(result)
     return 0
 
 

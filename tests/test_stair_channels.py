@@ -1,9 +1,11 @@
 r"""``benchmarks/stair_channels.py``: the neighbour agreement against a direct count, and the
-quick run end to end (its table has one row per channel block, figures in range)."""
+quick run end to end (its table has one row per channel block, figures in range), and the table
+rebuilt from a stored run."""
 from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 
 
@@ -37,3 +39,16 @@ def test_quick_run_reports_every_block(bench_script, tmp_path):
         betas = [b["mean_beta"] for b in blocks]
         assert betas == sorted(betas, reverse=True)  # early channels propagate most
     assert result["best_epoch"] >= 1 and (tmp_path / "table.md").read_text().count("\n|") >= 5
+
+
+def test_from_json_rebuilds_the_committed_section(bench_script, capsys):
+    # The table printed from the stored run is the one in RESULTS.md's section of that run.
+    mod = bench_script("stair_channels")
+    assert mod.main(["--name", "scientific-selected", "--from-json"]) == 0
+    table = capsys.readouterr().out.strip()
+    results = (mod.BENCH_DIR / "RESULTS.md").read_text()
+    section = results.split("<!-- stair_channels:scientific-selected:begin -->")[1].split(
+        "<!-- stair_channels:scientific-selected:end -->")[0]
+    assert table.count("\n|") >= 5 and table in section
+    with pytest.raises(SystemExit, match="does not exist"):
+        mod.main(["--name", "no-such-run", "--from-json"])
