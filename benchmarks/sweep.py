@@ -12,8 +12,10 @@ its packaged config, under one protocol (:data:`LEADERBOARD`), as ``### Leaderbo
 Runs go to ``--jobs`` processes, model by model; the JSON
 (``benchmarks/results/sweep_<name>.json``) is rewritten after every run, a restart with the same
 settings reuses the finished runs (after a change to a model's source file, once one of its runs
-has been reproduced by the changed code; otherwise they run again), and ``--report`` rebuilds the
-tables from the JSON alone.
+has been reproduced by the changed code; otherwise they run again). Beside the JSON goes a figure,
+``sweep_<name>.png``: each finished model's test score (mean ± std over its seeds) and the
+validation curve of each model's selected point. ``--report`` rebuilds the tables and the figure
+from the JSON alone.
 """
 from __future__ import annotations
 
@@ -32,7 +34,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from _results import BENCH_DIR, write_section
 from stair_pyg.profiling.bench import COMPARED
 from stair_pyg.profiling.measure import MemoryMeter, device_name, environment, fmt_bytes
-from stair_pyg.profiling.report import markdown_table, mean_std, write_json
+from stair_pyg.profiling.report import (markdown_table, mean_std, scores_and_curves_plot,
+                                        write_json)
 
 SCRIPT = "sweep"
 HEADLINE = ["Recall@10", "Recall@20", "NDCG@10", "NDCG@20"]
@@ -303,6 +306,40 @@ def markdown(results: Dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def figure_data(results: Dict[str, Any]) -> Tuple[Dict[str, Tuple[float, float]],
+                                                  Dict[str, Tuple[List[int], List[float]]]]:
+    r"""What the sweep's figure shows: the test :obj:`metric` ``(mean, std)`` of every model
+    whose selected point has run with all its seeds, best first, and the validation curve of
+    each model's selected point with the selection seed (of its best point so far while its
+    grid is unfinished)."""
+    metric, seed, runs = results["metric"], results["selection_seed"], results["runs"]
+    scores, curves = {}, {}
+    for model, entry in results["models"].items():
+        final = entry.get("final") or {}
+        if final.get("seeds") and not final.get("missing") and not final.get("failed"):
+            scores[model] = (final[metric]["mean"], final[metric]["std"])
+        point = entry["selected"] or select(
+            model, [p for p in entry["points"] if run_key(model, p, seed) in runs], runs, seed,
+            metric)
+        run = runs.get(run_key(model, point, seed)) if point is not None else None
+        if run and run.get("curve"):
+            curves[model] = ([e for e, *_ in run["curve"]], [v for _, v, *_ in run["curve"]])
+    return dict(sorted(scores.items(), key=lambda kv: -kv[1][0])), curves
+
+
+def write_figure(results: Dict[str, Any], path: Path) -> Optional[Path]:
+    r"""The figure of :func:`figure_data` as a PNG at :obj:`path` (:obj:`None` when no run has
+    a curve yet)."""
+    scores, curves = figure_data(results)
+    if not curves:
+        return None
+    metric = results["metric"]
+    return scores_and_curves_plot(
+        path, scores, curves, f"test {metric} (mean ± std over seeds {results['seeds']})",
+        f"validation {metric}, seed {results['selection_seed']}",
+        f"{results.get('title') or results['name']}: selected on validation")
+
+
 def packaged_grid(model: str) -> List[List[Any]]:
     r"""The ``grid`` section of :obj:`model`'s packaged config as sweep axes (values written
     back as YAML, so ``1.0e-05`` stays a float)."""
@@ -512,8 +549,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     if not args.no_write:
         save()
         print(f"[sweep] wrote {json_path}" if not args.report else "[sweep] tables rebuilt")
+        figure = write_figure(results, json_path.with_suffix(".png"))
         if not args.out:
-            write_section(SCRIPT, name, [table])
+            image = ([f"![{SCRIPT}: {name}]({figure.relative_to(BENCH_DIR).as_posix()})"]
+                     if figure else [])
+            write_section(SCRIPT, name, [table, "", *image] if image else [table])
     if args.report:  # the tables are rebuilt, whatever the runs they show
         return 0
     return 0 if all(not e["final"]["failed"] and not e["final"]["missing"]

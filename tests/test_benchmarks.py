@@ -303,7 +303,7 @@ def test_packaged_grids_resolve_and_name_their_source(bench_script):
                 assert isinstance(node, (int, float)), (model, override, node)
 
 
-def test_leaderboard_runs_model_by_model_and_report_rebuilds_it(tmp_path):
+def test_leaderboard_runs_model_by_model_and_report_rebuilds_it(tmp_path, bench_script):
     args = ("--quick", "--leaderboard", "--models", "bpr,lgmrec", "--set", "train.epochs=2",
             "--set", "train.patience=1", "--final-seeds", "2", "--out", str(tmp_path))
     first = _run("sweep.py", *args)
@@ -318,8 +318,21 @@ def test_leaderboard_runs_model_by_model_and_report_rebuilds_it(tmp_path):
     assert "### Leaderboard: quick" in first.stdout and "2 †" in first.stdout
     # Every run had a process of its own, so each has a memory figure of its own.
     assert all(r["fresh_process"] and r["peak_memory_bytes"] > 0 for r in result["runs"].values())
+    # The figure beside the JSON: both models finished, so both have a score and a curve.
+    sweep = bench_script("sweep")
+    scores, curves = sweep.figure_data(result)
+    assert set(scores) == set(curves) == {"bpr", "lgmrec"}
+    assert list(scores) == sorted(scores, key=lambda m: -scores[m][0])  # best first
+    assert scores["bpr"] == (bpr["final"]["NDCG@20"]["mean"], bpr["final"]["NDCG@20"]["std"])
+    selected = result["runs"][json.dumps(["bpr", bpr["selected"], 1])]
+    assert curves["bpr"] == ([e for e, *_ in selected["curve"]],
+                             [v for _, v, *_ in selected["curve"]])
+    figure = tmp_path / "sweep_leaderboard-quick.png"
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    figure.unlink()
     report = _run("sweep.py", *args, "--report")
     assert "run(s) ahead" not in report.stdout  # nothing trained
+    assert figure.is_file()  # rebuilt from the JSON
     table = lambda out: out[out.index("### Leaderboard"):out.index("Produced by")]  # noqa
     assert table(report.stdout) == table(first.stdout)
     # An unfinished grid says how far it got and its best point so far (on validation).
@@ -343,6 +356,14 @@ def test_leaderboard_runs_model_by_model_and_report_rebuilds_it(tmp_path):
     assert "1 of 2 seeds run; selected packaged: valid NDCG@20 " in line
     assert f"test {first_seed['test']['NDCG@20']:.4f} (seed 1)" in line
     assert "failed" not in line and "±" not in line
+    # Unfinished rows have no score in the figure; their curve is the best point's so far.
+    partial["models"]["lgmrec"]["final"] = sweep.summarise(
+        [first_seed, sweep.NOT_RUN])
+    partial["models"]["bpr"]["selected"] = None
+    scores, curves = sweep.figure_data(partial)
+    assert "lgmrec" not in scores and curves["lgmrec"][1] == [v for _, v, *_ in
+                                                              first_seed["curve"]]
+    assert curves["bpr"][1] == [v for _, v, *_ in best["curve"]]
 
 
 def test_a_second_sweep_into_the_same_json_is_refused(bench_script, tmp_path):

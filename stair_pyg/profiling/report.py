@@ -147,3 +147,34 @@ def loglog_plot(path: Path, series: Dict[str, Tuple[Sequence[float], Sequence[fl
     ax.legend(fontsize=7)
     ax.grid(True, which="both", alpha=0.3)
     return _save(fig, path)
+
+
+def scores_and_curves_plot(path: Path, scores: Dict[str, Tuple[float, float]],
+                           curves: Dict[str, Tuple[Sequence[float], Sequence[float]]],
+                           score_label: str, curve_label: str, title: str) -> Path:
+    r"""Left, one bar per ``name -> (mean, std)`` of :obj:`scores` with its standard deviation as
+    an error bar; right, one line per ``name -> (epochs, values)`` of :obj:`curves` over a
+    logarithmic epoch axis, its best value marked. A name keeps its colour in both panels (the
+    colours follow the order of :obj:`curves`)."""
+    fig, axes = _axes(2, (11.5, 4.4))
+    names = list(dict.fromkeys([*curves, *scores]))
+    colour = {n: f"C{i % 10}" for i, n in enumerate(names)}
+    ax = axes[0][0]
+    labels = list(scores)
+    ax.bar(labels, [scores[n][0] for n in labels], yerr=[scores[n][1] for n in labels],
+           capsize=4, color=[colour[n] for n in labels])
+    for i, n in enumerate(labels):
+        ax.annotate(f"{scores[n][0]:.4f}", (i, sum(scores[n])), textcoords="offset points",
+                    xytext=(0, 4), ha="center", fontsize=7)
+    ax.set_ylabel(score_label)
+    ax.tick_params(axis="x", rotation=45, labelsize=8)
+    ax.set_title(title, fontsize=9)
+    ax = axes[0][1]
+    for n, (x, y) in curves.items():
+        ax.plot(x, y, color=colour[n], label=n, linewidth=1.2)
+        best = max(range(len(y)), key=lambda i: y[i])
+        ax.plot([x[best]], [y[best]], "o", color=colour[n], markersize=4)
+    ax.set(xscale="log", xlabel="epoch", ylabel=curve_label)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+    return _save(fig, path)
