@@ -10,12 +10,16 @@ the product alone (:func:`~stair_pyg.nn.sparse.csr_mm`) and the rows of one trai
 measured large copy (``dst.copy_(src)``, read + write); the bytes needed by one pass are the
 compulsory traffic of :math:`L` CSR products (int32 row pointers and columns, float32 values,
 :math:`X` read and :math:`Y` written once), so ``bytes / time / copy bandwidth`` says how close a
-format runs to the limit. For each format PyG takes, LightGCN's propagation with
-:class:`torch_geometric.nn.LGConv`, :math:`\frac{1}{L+1}\sum_l \mathrm{LGConv}^l(x)`, is timed
-on the same un-normalised adjacency (both sides normalise it themselves): ``× LGConv`` is the
-ratio of forward + backward times. Where numba is installed, the training steps of
-``--step-models`` are then timed with each CPU kernel, alternated on one model
-(:func:`kernel_steps`): what the kernel is worth to a whole step, not to the product alone.
+format runs to the limit. A second ceiling is specific to the access pattern: the rows the
+:math:`L` products read, in their order, gathered with no arithmetic (``index_select`` in chunks
+into a cache-sized buffer, :func:`gather_rows`); a product that takes about as long as that runs
+at the rate this memory system delivers those rows. For each format PyG takes, LightGCN's
+propagation with :class:`torch_geometric.nn.LGConv`,
+:math:`\frac{1}{L+1}\sum_l \mathrm{LGConv}^l(x)`, is timed on the same un-normalised adjacency
+(both sides normalise it themselves): ``× LGConv`` is the ratio of forward + backward times.
+Where numba is installed, the training steps of ``--step-models`` are then timed with each CPU
+kernel, alternated on one model (:func:`kernel_steps`): what the kernel is worth to a whole
+step, not to the product alone.
 """
 from __future__ import annotations
 
@@ -78,6 +82,18 @@ def adjacency_formats(edge_index: torch.Tensor, num_users: int, num_items: int,
     return out
 
 
+def gather_rows(x: torch.Tensor, columns: torch.Tensor, layers: int, chunk: int = 8192) -> None:
+    r"""Reads the rows of :obj:`x` that :obj:`layers` CSR products with these column indices
+    read, in their order, and nothing else: ``index_select`` of :obj:`chunk` rows at a time
+    into one reused buffer (2 MiB at 64 float32 channels), so that the writes stay in cache and
+    the time is that of fetching the rows."""
+    buffer = torch.empty(min(chunk, columns.numel()), x.size(1), dtype=x.dtype, device=x.device)
+    for _ in range(layers):
+        for start in range(0, columns.numel(), chunk):
+            part = columns[start:start + chunk]
+            torch.index_select(x, 0, part, out=buffer[:part.numel()])
+
+
 def bench_format(conv, x: torch.Tensor, adj: Any, device: torch.device, repeats: int,
                  warmup: int, index: Optional[torch.Tensor] = None) -> Dict[str, float]:
     r"""Median forward and backward seconds of ``conv(x, adj)`` (with :obj:`index`: only those
@@ -127,13 +143,14 @@ def run(args: argparse.Namespace) -> int:
         ds = load_dataset({"format": "mmrec", "path": str(DATA_ROOT / name)})
     num_users, num_items = num_users_items(ds.data)
     edge_index = train_edge_index(ds.data)
-    n, nnz, d, layers = num_users + num_items, 2 * edge_index.size(1), args.channels, args.num_layers
+    n, nnz = num_users + num_items, 2 * edge_index.size(1)
+    d, layers = args.channels, args.num_layers
     formats = adjacency_formats(edge_index, num_users, num_items, device)
     src = torch.rand(args.copy_mib * 2**18, device=device)  # the bandwidth ceiling
     dst = torch.empty_like(src)
     copy_s = time_call(lambda: dst.copy_(src), device, repeats=args.repeats, warmup=2)
     ceiling = {"bytes": 8 * src.numel(), "seconds": copy_s, "bandwidth": 8 * src.numel() / copy_s}
-    del src, dst
+    src = dst = None  # free them (a del would leave the lambda's names unbound)
     x = torch.randn(n, d, device=device)
     # Compulsory traffic of L CSR products [N, N] x [N, d]: int32 indices, float32 values.
     need = layers * (4 * (n + 1) + 8 * nnz + 8 * n * d)
@@ -164,6 +181,11 @@ def run(args: argparse.Namespace) -> int:
         finally:
             if kernel:
                 set_cpu_kernel(previous)
+    columns = sparse_adj.adj.col_indices().long()
+    rows.append({"format": f"row gather alone ({layers}x the products' rows, no arithmetic)",
+                 "kernel": None, "gather": True, "backward_s": float("nan"),
+                 "forward_s": time_call(lambda: gather_rows(x, columns, layers), device,
+                                        repeats=args.repeats, warmup=args.warmup)})
     for fmt, adj in formats.items():
         if fmt == "SparseAdj":
             continue
@@ -300,6 +322,14 @@ def report(result: Dict[str, Any], absolute: bool) -> str:
                      pct(r.get("backward_of_ceiling")),
                      f"{r['vs_lgconv']:.2f}×" if "vs_lgconv" in r else ""])
     lines += [markdown_table(headers, rows)]
+    gather = next((r for r in result["results"] if r.get("gather")), None)
+    alone = [r for r in result["results"] if r["format"].startswith("csr_mm alone")]
+    if gather and alone:
+        ratios = [f"{r['kernel'] or 'default'} kernel {r['forward_s'] / gather['forward_s']:.2f}×"
+                  for r in alone]
+        lines += ["", "The product alone against gathering the rows it reads (the row gather "
+                  "line, the ceiling for this access pattern), in multiples of the gather's "
+                  f"time: {', '.join(ratios)}."]
     if result.get("steps"):
         lines += ["", f"Training steps with each CPU kernel (batches of {result['batch_size']} "
                   f"triples: forward, backward, optimizer step), alternated on one model: "

@@ -132,6 +132,23 @@ def test_scaling_quick(tmp_path):
     assert (out / "scaling_memory.png").stat().st_size > 0
 
 
+def test_gather_rows_reads_the_rows_in_order(bench_script, monkeypatch):
+    # Every column index is fetched, once per layer, in CSR order, and only those rows.
+    gather_rows = bench_script("bench_propagation").gather_rows
+    fetched = []
+    real = torch.index_select
+
+    def spy(x, dim, index, out=None):
+        fetched.append(index.clone())
+        return real(x, dim, index, out=out)
+
+    monkeypatch.setattr(torch, "index_select", spy)
+    x, columns = torch.randn(50, 4), torch.randint(50, (23,))
+    gather_rows(x, columns, layers=2, chunk=10)
+    assert [i.numel() for i in fetched] == [10, 10, 3] * 2
+    assert torch.equal(torch.cat(fetched), columns.repeat(2))
+
+
 def test_propagation_quick(tmp_path):
     out = tmp_path / "prop"
     _run("bench_propagation.py", "--quick", "--out", str(out))
@@ -148,6 +165,10 @@ def test_propagation_quick(tmp_path):
         assert _positive(formats[fmt]["forward_of_ceiling"])
     for k in kernels:
         assert _positive(formats[f"csr_mm alone (3x, {k} kernel)"]["forward_of_ceiling"])
+    gather = next(r for r in result["results"] if r.get("gather"))  # the second ceiling
+    assert _positive(gather["forward_s"]) and _positive(gather["forward_of_ceiling"])
+    assert f"in multiples of the gather's time: {kernels[0]} kernel " in (
+        out / "table.md").read_text()
     for fmt in ("torch CSR", "EdgeIndex", "edge_index"):  # PyG's LGConv on the same format
         assert _positive(formats[fmt]["lgconv_s"]) and _positive(formats[fmt]["vs_lgconv"])
     assert all("vs_lgconv" not in formats[fmt] for fmt in sparse_adj)  # LGConv does not take it
