@@ -98,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
         del exact_graph
         rows.append(row)
         print(f"[modality] N={n:,} done", flush=True)
-        del feats
+        feats = None  # free them (a del would leave the timed lambdas' name unbound)
     real = real_feature_recall(args.k)
     result = {"script": "bench_modality", "device": str(device),
               "device_name": device_name(device), "environment": environment(),
@@ -149,8 +149,8 @@ def report(result: Dict[str, Any], absolute: bool) -> str:
     real = result.get("real_feature_recall")
     if real:
         lines += ["", f"IVF recall on real features (`{real['dataset']}`, {real['items']:,} "
-                  "items; recall of each item's top-k neighbours, k the larger of STAIR's default and "
-                  "5):", ""]
+                  "items; recall of each item's top-k neighbours, k the larger of STAIR's default "
+                  "and 5):", ""]
         lines.append(markdown_table(
             ["modality", "dimension", "k", "IVF recall"],
             [[m, str(d["dim"]), str(d["k"]), f"{d['recall']:.3f}"]

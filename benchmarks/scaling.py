@@ -296,7 +296,8 @@ def _gib(n: float) -> str:
 
 
 def cell(rec: Optional[Dict[str, Any]], absolute: bool) -> str:
-    r"""One (size, model) cell: the epoch (or its ratio), ``skipped (...)``, ``killed``, ``error``."""
+    r"""One (size, model) cell: the epoch (or its ratio), ``skipped (...)``, ``killed`` or
+    ``error``."""
     if not rec:
         return ""
     if "skipped" in rec:
@@ -347,7 +348,8 @@ def report(result: Dict[str, Any], absolute: bool) -> str:
         row = ([f"{p['num_train']:,}", f"{p['num_users']:,}", f"{p['num_items']:,}"]
                if "num_train" in p else [f"{p['size']:,}", "", ""])
         rows.append(row + ([cell(recs.get(m), absolute) for m in models] if recs else
-                           [p.get("skipped") or p.get("error", "error")] + [""] * (len(models) - 1)))
+                           [p.get("skipped") or p.get("error", "error")]
+                           + [""] * (len(models) - 1)))
     fmt = lambda v: "n/a" if v is None or v != v else f"{v:.2f}"  # noqa: E731
     fits = [[m, fmt(f["time_slope"]), fmt(f["memory_slope"]),
              fmt_bytes(f.get("bytes_per_interaction")),

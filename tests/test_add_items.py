@@ -314,8 +314,8 @@ def test_cold_start_benchmark_quick(tmp_path, bench_script):
 
 def test_serving_benchmark_quick(tmp_path, bench_script):
     out = tmp_path / "serving.json"
-    assert bench_script("bench_serving").main(["--items", "3000", "--users", "64", "--clusters", "20",
-                                          "--pq", "4", "--out", str(out)]) == 0
+    assert bench_script("bench_serving").main(["--items", "3000", "--users", "64", "--clusters",
+                                               "20", "--pq", "4", "--out", str(out)]) == 0
     row = json.loads(out.read_text())["rows"][0]
     assert row["exact"]["recall@20"] == 1.0
     if has_faiss():

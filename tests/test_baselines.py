@@ -178,8 +178,8 @@ def test_vbpr_score_decomposition(use_bias):
     pos_s, neg_s = expected[b_users, pos], expected[b_users, neg]
     item_vec = torch.cat([gamma_i, visual], dim=1)
     reg = dense_emb_loss(theta[b_users], item_vec[pos], item_vec[neg])
-    assert torch.allclose(model.recommendation_loss(b_users, pos, neg), dense_bpr(pos_s, neg_s) + 1e-3 * reg,
-                          atol=1e-10)
+    assert torch.allclose(model.recommendation_loss(b_users, pos, neg),
+                          dense_bpr(pos_s, neg_s) + 1e-3 * reg, atol=1e-10)
 
 
 def test_vbpr_one_modality_and_selection():

@@ -165,7 +165,8 @@ def test_bm3_loss_by_hand_without_dropout():
     loss = model.recommendation_loss(users, pos, neg)
     assert torch.allclose(loss, expected, atol=1e-7)
     # no negative sampling
-    assert torch.allclose(model.recommendation_loss(users, pos, torch.zeros_like(neg)), loss, atol=1e-12)
+    assert torch.allclose(model.recommendation_loss(users, pos, torch.zeros_like(neg)), loss,
+                          atol=1e-12)
     user, item = model.get_embedding()
     assert torch.allclose(user, g(user_all), atol=1e-7) and torch.allclose(item, g(item_all),
                                                                            atol=1e-7)

@@ -183,7 +183,8 @@ def test_batch_loss_gradient_equals_full_propagation_gradient():
     model = STAIR.from_data(make_data(num_users=50, num_items=60), embedding_dim=8).double()
     gen = torch.Generator().manual_seed(4)
     users = torch.randint(1, 50, (12,), generator=gen)
-    pos, neg = torch.randint(0, 60, (12,), generator=gen), torch.randint(0, 60, (12,), generator=gen)
+    pos = torch.randint(0, 60, (12,), generator=gen)
+    neg = torch.randint(0, 60, (12,), generator=gen)
     loss = model.recommendation_loss(users, pos, neg)
     loss.backward()
     grads = [p.grad.clone() for p in (model.user_embedding.weight, model.item_embedding.weight)]

@@ -4,10 +4,10 @@ transpose, built from any PyG adjacency by :func:`to_sparse_adj`, normalised by
 ``model.to(device)`` and stays out of the ``state_dict``). Every model, :class:`StepwiseConv`
 and :class:`~stair_pyg.optim.StepwiseAdamW` use it.
 
-``torch.sparse.mm(A, X)`` differentiates with respect to ``X`` by forming :math:`A^\top` inside every
-backward call, which sorts all non-zeros each time. :class:`SparseAdj` forms the transpose once (or
-reuses :math:`A` itself when the matrix is symmetric, as the normalised user-item adjacency is) and
-:func:`spmm` uses it in the backward pass.
+``torch.sparse.mm(A, X)`` differentiates with respect to ``X`` by forming :math:`A^\top` inside
+every backward call, which sorts all non-zeros each time. :class:`SparseAdj` forms the transpose
+once (or reuses :math:`A` itself when the matrix is symmetric, as the normalised user-item
+adjacency is) and :func:`spmm` uses it in the backward pass.
 
 A mini-batch loss needs only some rows of a propagation: :func:`receptive_field` cuts the hops
 down to the submatrices those rows depend on, and :func:`series_rows` runs them, forward and

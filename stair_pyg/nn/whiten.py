@@ -59,8 +59,9 @@ def whiten(x: Tensor, dim: int, method: str = "auto", rtol: float = 1e-6,
     **Memory.** Never :math:`N \times N`. :obj:`method="gram"` accumulates the :math:`f \times f`
     Gram matrix of the centred features in float64 over blocks of :obj:`chunk_size` rows and takes
     its :obj:`dim` leading eigenpairs (on CPU only those are computed, in place:
-    :math:`O(f^2 + \text{chunk\_size} \cdot f)` working memory besides the output); :obj:`method="svd"` takes the thin SVD (:obj:`full_matrices=False`) of the
-    centred :math:`N \times f` matrix in float64 (:math:`O(N f)` memory), the reference route.
+    :math:`O(f^2 + \text{chunk\_size} \cdot f)` working memory besides the output);
+    :obj:`method="svd"` takes the thin SVD (:obj:`full_matrices=False`) of the centred
+    :math:`N \times f` matrix in float64 (:math:`O(N f)` memory), the reference route.
     :obj:`"auto"` picks :obj:`"gram"` unless :math:`f > N`.
 
     Args:

@@ -489,7 +489,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--memory-limit-gib", type=float, default=None,
         help=f"with --isolate: kill a worker whose resident memory (read every {MEMORY_POLL_S} "
              "s) exceeds this; reported as a memory failure")
-    add("--out", default=None, help="output folder (default: build/bench/profile-<dataset>-<device>)")
+    add("--out", default=None,
+        help="output folder (default: build/bench/profile-<dataset>-<device>)")
     add("--quick", action="store_true", help="tiny synthetic graph, a few batches (smoke test)")
     for hidden in ("--worker", "--worker-out", "--worker-settings"):
         add(hidden, default=None, help=argparse.SUPPRESS)
