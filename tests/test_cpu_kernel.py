@@ -181,7 +181,12 @@ def test_kernel_compiles_without_a_writable_cache(monkeypatch, restore_choice):
             raise RuntimeError("cannot cache function: no locator available")  # as numba says
         return real_njit(**options)
 
+    import sys
+
     monkeypatch.setattr(numba, "njit", njit)
+    # The kernels compile when their module is imported: import it afresh under the patch (the
+    # cached module comes back when the test ends).
+    monkeypatch.delitem(sys.modules, "stair_pyg.nn._numba_kernels")
     monkeypatch.setattr(cpu_kernel, "_kernel", None)
     cpu_kernel.set_cpu_kernel("numba")
     adj, dense = random_csr(15, 15, 0.3, 4, torch.float32, torch.int32)
@@ -211,3 +216,29 @@ def test_transposed_product_without_a_transpose_matches_dense(rows, cols, channe
     torch.testing.assert_close(csr_mm_t(lazy, g).double(), dense.t() @ g.double(), rtol=tol,
                                atol=tol)
     assert lazy._adj_t is not None
+
+
+@needs_numba
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_prefetching_changes_no_value(dtype, restore_choice):
+    # A prefetch is a hint: at any distance (1, the default, none at all past the last
+    # non-zero) both kernels give the same bits, and those match the dense product.
+    from stair_pyg.nn import _numba_kernels as kernels
+
+    assert cpu_kernel.numba_available()
+    adj, dense = random_csr(90, 70, 0.15, 11, dtype, torch.int64)
+    crow, col, val = (a.numpy() for a in (adj.crow_indices(), adj.col_indices(), adj.values()))
+    x = torch.randn(70, 33, generator=torch.Generator().manual_seed(3), dtype=dtype)
+    g = torch.randn(90, 33, generator=torch.Generator().manual_seed(4), dtype=dtype)
+    outs, outs_t = [], []
+    for distance in (1, cpu_kernel.PREFETCH_DISTANCE, len(col) + 1):
+        out, out_t = torch.empty(90, 33, dtype=dtype), torch.empty(70, 33, dtype=dtype)
+        kernels.csr_mm_rows(crow, col, val, x.numpy(), out.numpy(), 3, distance)
+        kernels.csr_mm_t_rows(crow, col, val, g.numpy(), out_t.numpy(), distance)
+        outs.append(out)
+        outs_t.append(out_t)
+    assert all(torch.equal(o, outs[0]) for o in outs) and all(
+        torch.equal(o, outs_t[0]) for o in outs_t)
+    tol = 1e-5 if dtype == torch.float32 else 1e-12
+    torch.testing.assert_close(outs[0].double(), dense @ x.double(), rtol=tol, atol=tol)
+    torch.testing.assert_close(outs_t[0].double(), dense.t() @ g.double(), rtol=tol, atol=tol)
