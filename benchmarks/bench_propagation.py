@@ -6,7 +6,8 @@ backward for every adjacency format it accepts (``SparseAdj``, a torch CSR matri
 ``EdgeIndex``, ``torch_sparse.SparseTensor`` where installed, a plain ``edge_index``), beside
 the product alone (:func:`~stair_pyg.nn.sparse.csr_mm`) and the rows of one training batch
 (``index=``); on the CPU the product and the ``SparseAdj`` path run with each kernel there is
-(numba's where installed, torch's), the other formats with the default one. The ceiling is a
+(numba's where installed, with and without its prefetching, and torch's), the other formats
+with the default one. The ceiling is a
 measured large copy (``dst.copy_(src)``, read + write); the bytes needed by one pass are the
 compulsory traffic of :math:`L` CSR products (int32 row pointers and columns, float32 values,
 :math:`X` read and :math:`Y` written once), so ``bytes / time / copy bandwidth`` says how close a
@@ -18,15 +19,16 @@ propagation with :class:`torch_geometric.nn.LGConv`,
 :math:`\frac{1}{L+1}\sum_l \mathrm{LGConv}^l(x)`, is timed on the same un-normalised adjacency
 (both sides normalise it themselves): ``× LGConv`` is the ratio of forward + backward times.
 Where numba is installed, the training steps of ``--step-models`` are then timed with each CPU
-kernel, alternated on one model (:func:`kernel_steps`): what the kernel is worth to a whole
-step, not to the product alone.
+kernel (numba's also without prefetching), alternated on one model (:func:`kernel_steps`): what
+the kernel is worth to a whole step, not to the product alone.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import sys
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 import torch
 
@@ -80,6 +82,20 @@ def adjacency_formats(edge_index: torch.Tensor, num_users: int, num_items: int,
         pass
     out["edge_index"] = full
     return out
+
+
+@contextlib.contextmanager
+def no_prefetch() -> Iterator[None]:
+    r"""The numba kernel without its prefetching, inside the block (a distance no non-zero
+    reaches; the arithmetic is the same)."""
+    from stair_pyg.nn import cpu_kernel
+
+    before = cpu_kernel.PREFETCH_DISTANCE
+    cpu_kernel.PREFETCH_DISTANCE = 1 << 62
+    try:
+        yield
+    finally:
+        cpu_kernel.PREFETCH_DISTANCE = before
 
 
 def gather_rows(x: torch.Tensor, columns: torch.Tensor, layers: int, chunk: int = 8192) -> None:
@@ -175,6 +191,13 @@ def run(args: argparse.Namespace) -> int:
                          "backward_s": float("nan"),
                          "forward_s": time_call(raw, device, repeats=args.repeats,
                                                 warmup=args.warmup)})
+            if kernel == "numba":  # the same kernel with its prefetching switched off
+                with no_prefetch():
+                    rows.append({"format": f"csr_mm alone ({layers}x, numba kernel, no "
+                                           "prefetch)", "kernel": "numba, no prefetch",
+                                 "backward_s": float("nan"),
+                                 "forward_s": time_call(raw, device, repeats=args.repeats,
+                                                        warmup=args.warmup)})
             conv = StepwiseConv(d, num_layers=layers).to(device)
             rows.append({"format": f"SparseAdj{label}", "kernel": kernel,
                          **bench_format(conv, x, sparse_adj, device, args.repeats, args.warmup)})
@@ -259,29 +282,38 @@ def kernel_steps(ds: Any, args: argparse.Namespace, device: torch.device) -> Lis
                                       "lr": 1e-3, "seed": 0}, progress=False,
                           model_name=model_name)
         step = stepper(trainer, args.batch_size)
-        seconds: Dict[str, List[float]] = {"numba": [], "torch": []}
+        seconds: Dict[str, List[float]] = {"numba": [], "numba, no prefetch": [], "torch": []}
+
+        def arm(kernel: str) -> contextlib.AbstractContextManager:
+            set_cpu_kernel(kernel.split(",")[0])
+            return no_prefetch() if kernel.endswith("no prefetch") else contextlib.nullcontext()
+
         previous = set_cpu_kernel("numba")
         try:
             model.train()
             for kernel in seconds:
-                set_cpu_kernel(kernel)
-                for _ in range(max(1, args.warmup)):
-                    step()
-            for r in range(args.step_rounds):
-                for kernel in (list(seconds) if r % 2 == 0 else list(seconds)[::-1]):
-                    set_cpu_kernel(kernel)
-                    start = time.perf_counter()
-                    for _ in range(args.step_batches):
+                with arm(kernel):
+                    for _ in range(max(1, args.warmup)):
                         step()
+            for r in range(args.step_rounds):
+                order = list(seconds)[r % 3:] + list(seconds)[:r % 3]  # each arm first in turn
+                for kernel in (order if r % 2 == 0 else order[::-1]):
+                    with arm(kernel):
+                        start = time.perf_counter()
+                        for _ in range(args.step_batches):
+                            step()
                     seconds[kernel].append((time.perf_counter() - start) / args.step_batches)
         finally:
             set_cpu_kernel(previous)
-        numba_s, torch_s = (statistics.median(seconds[k]) for k in ("numba", "torch"))
-        out.append({"model": model_name, "numba_s": numba_s, "torch_s": torch_s,
-                    "speedup": torch_s / numba_s, "numba_rounds": seconds["numba"],
+        numba_s, plain_s, torch_s = (statistics.median(v) for v in seconds.values())
+        out.append({"model": model_name, "numba_s": numba_s, "numba_no_prefetch_s": plain_s,
+                    "torch_s": torch_s, "speedup": torch_s / numba_s,
+                    "prefetch_speedup": plain_s / numba_s, "numba_rounds": seconds["numba"],
+                    "numba_no_prefetch_rounds": seconds["numba, no prefetch"],
                     "torch_rounds": seconds["torch"]})
-        print(f"[propagation] {model_name} step: numba {numba_s * 1e3:.1f} ms, torch "
-              f"{torch_s * 1e3:.1f} ms per batch ({torch_s / numba_s:.2f}x)", flush=True)
+        print(f"[propagation] {model_name} step: numba {numba_s * 1e3:.1f} ms (without "
+              f"prefetching {plain_s * 1e3:.1f} ms), torch {torch_s * 1e3:.1f} ms per batch "
+              f"({torch_s / numba_s:.2f}x)", flush=True)
     return out
 
 
@@ -325,26 +357,32 @@ def report(result: Dict[str, Any], absolute: bool) -> str:
     gather = next((r for r in result["results"] if r.get("gather")), None)
     alone = [r for r in result["results"] if r["format"].startswith("csr_mm alone")]
     if gather and alone:
-        ratios = [f"{r['kernel'] or 'default'} kernel {r['forward_s'] / gather['forward_s']:.2f}×"
-                  for r in alone]
+        names = {"numba": "numba kernel", "numba, no prefetch": "numba kernel without "
+                 "prefetching", "torch": "torch's product"}
+        ratios = [f"{names.get(r['kernel'], 'the product')} "
+                  f"{r['forward_s'] / gather['forward_s']:.2f}×" for r in alone]
         lines += ["", "The product alone against gathering the rows it reads (the row gather "
                   "line, the ceiling for this access pattern), in multiples of the gather's "
-                  f"time: {', '.join(ratios)}."]
+                  f"time: {'; '.join(ratios)}."]
     if result.get("steps"):
         lines += ["", f"Training steps with each CPU kernel (batches of {result['batch_size']} "
                   f"triples: forward, backward, optimizer step), alternated on one model: "
                   f"{result['step_rounds']} rounds of {result['step_batches']} batches per "
-                  "kernel, the order flipped every round; medians per batch.", ""]
+                  "kernel, the order rotated every round; medians per batch.", ""]
         step_rows = []
         for r in result["steps"]:
             if "skipped" in r:
-                step_rows.append([r["model"], f"skipped: {r['skipped']}", "", ""])
+                step_rows.append([r["model"], f"skipped: {r['skipped']}", "", "", "", ""])
                 continue
-            times = ([fmt_seconds(r["numba_s"]), fmt_seconds(r["torch_s"])] if absolute else
-                     [f"{r['numba_s'] / r['torch_s']:.2f}×", "1.00×"])
-            step_rows.append([r["model"], *times, f"{r['speedup']:.2f}×"])
-        lines.append(markdown_table(["model", "numba kernel", "torch's product",
-                                     "speed-up of the numba kernel"], step_rows))
+            keys = ("numba_s", "numba_no_prefetch_s", "torch_s")
+            times = ([fmt_seconds(r[k]) if k in r else "n/a" for k in keys] if absolute else
+                     [f"{r[k] / r['torch_s']:.2f}×" if k in r else "n/a" for k in keys])
+            step_rows.append([r["model"], *times, f"{r['speedup']:.2f}×",
+                              f"{r['prefetch_speedup']:.2f}×" if "prefetch_speedup" in r
+                              else "n/a"])
+        lines.append(markdown_table(["model", "numba kernel", "numba kernel, no prefetch",
+                                     "torch's product", "speed-up of the numba kernel",
+                                     "speed-up from prefetching"], step_rows))
     return "\n".join(lines)
 
 

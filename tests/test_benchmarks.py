@@ -167,8 +167,12 @@ def test_propagation_quick(tmp_path):
         assert _positive(formats[f"csr_mm alone (3x, {k} kernel)"]["forward_of_ceiling"])
     gather = next(r for r in result["results"] if r.get("gather"))  # the second ceiling
     assert _positive(gather["forward_s"]) and _positive(gather["forward_of_ceiling"])
-    assert f"in multiples of the gather's time: {kernels[0]} kernel " in (
-        out / "table.md").read_text()
+    table = (out / "table.md").read_text()
+    assert "in multiples of the gather's time: " + (
+        "numba kernel " if numba_available() else "torch's product ") in table
+    if numba_available():  # the numba kernel once more, its prefetching switched off
+        assert _positive(formats["csr_mm alone (3x, numba kernel, no prefetch)"]["forward_s"])
+        assert "numba kernel without prefetching" in table
     for fmt in ("torch CSR", "EdgeIndex", "edge_index"):  # PyG's LGConv on the same format
         assert _positive(formats[fmt]["lgconv_s"]) and _positive(formats[fmt]["vs_lgconv"])
     assert all("vs_lgconv" not in formats[fmt] for fmt in sparse_adj)  # LGConv does not take it
@@ -178,7 +182,9 @@ def test_propagation_quick(tmp_path):
     assert set(steps) == ({"stair", "lightgcn"} if numba_available() else set())
     for r in steps.values():
         assert len(r["numba_rounds"]) == len(r["torch_rounds"]) == result["step_rounds"]
+        assert len(r["numba_no_prefetch_rounds"]) == result["step_rounds"]
         assert _positive(r["numba_s"]) and _positive(r["torch_s"]) and _positive(r["speedup"])
+        assert _positive(r["numba_no_prefetch_s"]) and _positive(r["prefetch_speedup"])
 
 
 def test_modality_quick(tmp_path):
