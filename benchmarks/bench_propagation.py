@@ -252,7 +252,8 @@ def run(args: argparse.Namespace) -> int:
             "and to PyG's `LGConv` on the same format; the bandwidth fractions are dimensionless "
             "(this issue's target is set in GB/s, so the ceiling they refer to is given).",
             f"python benchmarks/bench_propagation.py --dataset {args.dataset} --device "
-            f"{device.type}")
+            f"{device.type}" + (f" --threads {args.threads}" if args.threads else "")
+            + (f" --step-rounds {args.step_rounds}" if args.step_rounds != 10 else ""))
     return 0
 
 
