@@ -119,6 +119,25 @@ def test_kernel_takes_only_what_it_computes(restore_choice):
     assert not cpu_kernel.supports(half, torch.randn(10, 3).half())
 
 
+def test_building_the_kernels_leaves_torch_thread_count_alone():
+    # Once torch has run a parallel region, the first parallel numba call (the build's own
+    # check) resets the process's OpenMP threads to all cores; the build gives torch its count
+    # back (a fresh process: the kernels build only once per process).
+    import subprocess
+    import sys
+
+    if not cpu_kernel.numba_available():
+        pytest.skip("numba is not installed (pip install 'stair-pyg[numba]')")
+    code = ("import torch; torch.set_num_threads(1); torch.ones(1 << 22).sum(); "
+            "from stair_pyg.nn import cpu_kernel; "
+            "assert cpu_kernel.numba_available(); print(torch.get_num_threads(), "
+            "cpu_kernel.cpu_kernel())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["1", "numba"]
+
+
 @needs_numba
 def test_numba_kernel_leaves_torch_thread_count_alone(restore_choice):
     cpu_kernel.set_cpu_kernel("numba")

@@ -74,8 +74,11 @@ def _build() -> Any:
     crow, col = np.array([0, 1, 2], dtype=np.int64), np.array([1, 0], dtype=np.int64)
     val, x = np.array([2.0, 3.0], dtype=np.float32), np.eye(2, dtype=np.float32)
     out, out_t = np.empty_like(x), np.empty_like(x)
+    torch_threads = torch.get_num_threads()
     kernels.csr_mm_rows(crow, col, val, x, out, 1, PREFETCH_DISTANCE)
     kernels.csr_mm_t_rows(crow, col, val, x, out_t, PREFETCH_DISTANCE)
+    if torch.get_num_threads() != torch_threads:  # numba's first parallel call resets it
+        torch.set_num_threads(torch_threads)
     expected = np.array([[0.0, 2.0], [3.0, 0.0]], dtype=np.float32)
     if not (np.array_equal(out, expected) and np.array_equal(out_t, expected.T)):
         raise RuntimeError("the numba kernels computed a wrong 2 x 2 product")
