@@ -11,10 +11,11 @@ with the default one. The ceiling is a
 measured large copy (``dst.copy_(src)``, read + write); the bytes needed by one pass are the
 compulsory traffic of :math:`L` CSR products (int32 row pointers and columns, float32 values,
 :math:`X` read and :math:`Y` written once), so ``bytes / time / copy bandwidth`` says how close a
-format runs to the limit. A second ceiling is specific to the access pattern: the rows the
-:math:`L` products read, in their order, gathered with no arithmetic (``index_select`` in chunks
-into a cache-sized buffer, :func:`gather_rows`); a product that takes about as long as that runs
-at the rate this memory system delivers those rows. For each format PyG takes, LightGCN's
+format runs to the limit. A second reference is specific to the access pattern: the rows the
+:math:`L` products read, in their order, gathered with no arithmetic (torch's ``index_select`` in
+chunks into a cache-sized buffer, :func:`gather_rows`): a product near it runs at the rate a plain
+gather of those rows reaches; the numba kernel, which prefetches them, can beat it (on ``sports``
+it does). For each format PyG takes, LightGCN's
 propagation with :class:`torch_geometric.nn.LGConv`,
 :math:`\frac{1}{L+1}\sum_l \mathrm{LGConv}^l(x)`, is timed on the same un-normalised adjacency
 (both sides normalise it themselves): ``× LGConv`` is the ratio of forward + backward times.
@@ -362,9 +363,9 @@ def report(result: Dict[str, Any], absolute: bool) -> str:
                  "prefetching", "torch": "torch's product"}
         ratios = [f"{names.get(r['kernel'], 'the product')} "
                   f"{r['forward_s'] / gather['forward_s']:.2f}×" for r in alone]
-        lines += ["", "The product alone against gathering the rows it reads (the row gather "
-                  "line, the ceiling for this access pattern), in multiples of the gather's "
-                  f"time: {'; '.join(ratios)}."]
+        lines += ["", "The product alone against a plain gather of the rows it reads (the row "
+                  "gather line: torch's index_select, which does not prefetch), in multiples of "
+                  f"the gather's time: {'; '.join(ratios)}."]
     if result.get("steps"):
         lines += ["", f"Training steps with each CPU kernel (batches of {result['batch_size']} "
                   f"triples: forward, backward, optimizer step), alternated on one model: "

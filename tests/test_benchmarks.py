@@ -165,7 +165,7 @@ def test_propagation_quick(tmp_path):
         assert _positive(formats[fmt]["forward_of_ceiling"])
     for k in kernels:
         assert _positive(formats[f"csr_mm alone (3x, {k} kernel)"]["forward_of_ceiling"])
-    gather = next(r for r in result["results"] if r.get("gather"))  # the second ceiling
+    gather = next(r for r in result["results"] if r.get("gather"))  # the second reference
     assert _positive(gather["forward_s"]) and _positive(gather["forward_of_ceiling"])
     table = (out / "table.md").read_text()
     assert "in multiples of the gather's time: " + (
