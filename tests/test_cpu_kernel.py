@@ -168,15 +168,14 @@ def test_environment_variable_sets_the_starting_choice(value, expected):
 
 
 @needs_numba
-def test_automatic_choice_is_numba_on_one_thread_and_torch_on_more(restore_choice):
+def test_automatic_choice_is_numba_on_any_thread_count_and_torch_when_asked(restore_choice):
     before = torch.get_num_threads()
     try:
-        torch.set_num_threads(1)
-        assert cpu_kernel.cpu_kernel() == "numba"
-        torch.set_num_threads(2)
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            assert cpu_kernel.cpu_kernel() == "numba"
+        cpu_kernel.set_cpu_kernel("torch")  # an explicit choice holds on any thread count
         assert cpu_kernel.cpu_kernel() == "torch"
-        cpu_kernel.set_cpu_kernel("numba")  # an explicit choice holds on any thread count
-        assert cpu_kernel.cpu_kernel() == "numba"
     finally:
         torch.set_num_threads(before)
 

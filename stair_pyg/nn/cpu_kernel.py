@@ -20,14 +20,15 @@ memory. So both kernels prefetch (:mod:`stair_pyg.nn._numba_kernels`):
 that machine it made the product 1.2x faster with :math:`X` in L2, 1.7-2.3x in L3 and 4.6x in
 memory (one thread; ``benchmarks/bench_propagation.py`` measures the shared graphs).
 
-:func:`set_cpu_kernel` picks the implementation (``"auto"``, the default: numba where it imports
-and torch runs on one thread, torch's product otherwise; ``"numba"``; ``"torch"``); the
-environment variable ``STAIR_PYG_CPU_KERNEL`` sets the choice a process starts with (for example
-``STAIR_PYG_CPU_KERNEL=numba stair-pyg train ...``). Why ``"auto"`` keeps torch's product on
-several threads: on a 2-core CPU (``benchmarks/bench_propagation.py``, training steps with each
-kernel alternated on one model) the kernel made STAIR's and LightGCN's steps 1.08x faster on one
-thread, but on two threads three chained products took 1.7x longer than torch's and whole steps
-were a wash (0.92x for STAIR, 1.14x for LightGCN on ``sports``).
+:func:`set_cpu_kernel` picks the implementation (``"auto"``, the default: numba where its kernels
+build, torch's product otherwise; ``"numba"``; ``"torch"``); the environment variable
+``STAIR_PYG_CPU_KERNEL`` sets the choice a process starts with (for example
+``STAIR_PYG_CPU_KERNEL=torch stair-pyg train ...``). Why ``"auto"`` takes numba on any number of
+threads: on a 2-core CPU with the prefetching kernel, whole training epochs on ``sports`` with two
+threads took 7.1-8.5 s (STAIR) and 7.2-8.3 s (LightGCN) against 11.8-13.9 s and 10.7-12.8 s with
+torch's product (``benchmarks/profile_models.py``, the two alternated over two rounds), and on one
+thread its training steps were 1.24-1.51x faster (``benchmarks/bench_propagation.py``). Before
+the prefetching it was a wash on two threads, and ``"auto"`` kept torch's product there.
 """
 from __future__ import annotations
 
@@ -108,9 +109,9 @@ def set_cpu_kernel(name: str) -> str:
     r"""Selects the CPU implementation of the sparse product and returns the previous choice.
 
     Args:
-        name (str): ``"auto"`` (numba where it imports and torch uses one thread, else torch's
-            product; see the module docstring), ``"numba"`` (raises
-            :class:`ImportError` without numba) or ``"torch"`` (torch's CSR product).
+        name (str): ``"auto"`` (numba where its kernels build, else torch's product; see the
+            module docstring), ``"numba"`` (raises :class:`ImportError` without numba) or
+            ``"torch"`` (torch's CSR product).
     """
     global _choice
     if name not in CPU_KERNELS:
@@ -130,8 +131,7 @@ def cpu_kernel() -> str:
     if _choice == "numba" and not numba_available():
         raise ImportError(f"{ENV_VAR}=numba, but the numba kernel needs numba: pip install "
                           f"'stair-pyg[numba]' ({_numba_missing})")
-    if _choice == "torch" or (_choice == "auto" and (not numba_available()
-                                                     or torch.get_num_threads() > 1)):
+    if _choice == "torch" or (_choice == "auto" and not numba_available()):
         return "torch"
     return "numba"
 
