@@ -190,6 +190,16 @@ def select(model: str, points: List[List[str]], runs: Dict[str, Any], seed: int,
     return max(scored)[2] if scored else None
 
 
+def shown_point(model: str, entry: Dict[str, Any], runs: Dict[str, Any], seed: int,
+                metric: str) -> Optional[List[str]]:
+    r"""The point a table row or a curve of :obj:`model` shows: its selected point once the grid
+    has run, until then the best of the points that have run (on validation)."""
+    if all(run_key(model, p, seed) in runs for p in entry["points"]):
+        return entry["selected"]
+    return select(model, [p for p in entry["points"] if run_key(model, p, seed) in runs], runs,
+                  seed, metric)
+
+
 def runs_needed(model: str, points: List[List[str]], runs: Dict[str, Any], seed: int,
                 final_seeds: Sequence[int], metric: str
                 ) -> Tuple[List[List[Any]], Optional[List[str]]]:
@@ -259,10 +269,7 @@ def markdown(results: Dict[str, Any]) -> str:
             status = (f"{done} of {len(points)} grid points run" if done < len(points) else
                       "every grid point failed" if entry["selected"] is None else
                       f"{len(s.get('seeds', []))} of {len(results['seeds'])} seeds run")
-            # The partial grid's best point so far, or the selected point's selection run.
-            best = entry["selected"] if done == len(points) else select(
-                model, [p for p in points if run_key(model, p, seed) in results["runs"]],
-                results["runs"], seed, metric)
+            best = shown_point(model, entry, results["runs"], seed, metric)
             if best is not None:
                 run = results["runs"][run_key(model, best, seed)]
                 status += (f"; {'selected' if done == len(points) else 'best so far'} "
@@ -318,9 +325,7 @@ def figure_data(results: Dict[str, Any]) -> Tuple[Dict[str, Tuple[float, float]]
         final = entry.get("final") or {}
         if final.get("seeds") and not final.get("missing") and not final.get("failed"):
             scores[model] = (final[metric]["mean"], final[metric]["std"])
-        point = entry["selected"] or select(
-            model, [p for p in entry["points"] if run_key(model, p, seed) in runs], runs, seed,
-            metric)
+        point = shown_point(model, entry, runs, seed, metric)
         run = runs.get(run_key(model, point, seed)) if point is not None else None
         if run and run.get("curve"):
             curves[model] = ([e for e, *_ in run["curve"]], [v for _, v, *_ in run["curve"]])
@@ -551,9 +556,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"[sweep] wrote {json_path}" if not args.report else "[sweep] tables rebuilt")
         figure = write_figure(results, json_path.with_suffix(".png"))
         if not args.out:
-            image = ([f"![{SCRIPT}: {name}]({figure.relative_to(BENCH_DIR).as_posix()})"]
-                     if figure else [])
-            write_section(SCRIPT, name, [table, "", *image] if image else [table])
+            write_section(SCRIPT, name, [table] + (
+                ["", f"![{SCRIPT}: {name}]({figure.relative_to(BENCH_DIR).as_posix()})"]
+                if figure else []))
     if args.report:  # the tables are rebuilt, whatever the runs they show
         return 0
     return 0 if all(not e["final"]["failed"] and not e["final"]["missing"]
