@@ -62,6 +62,14 @@ _RANGES_PER_THREAD = 4
 PREFETCH_DISTANCE = 16
 
 
+def _give_torch_its_threads(threads: int) -> None:
+    r"""Sets torch's thread count back to :obj:`threads` after a parallel numba call: numba's
+    OpenMP layer sets the process's OpenMP thread count (torch's too) to all cores when it
+    starts its threads, on its first parallel call once torch's own pool has started."""
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+
+
 def _build() -> Any:
     r"""numba and the two compiled kernels, compiled (or loaded from numba's cache) and checked
     on a 2 x 2 product; raises where they do not build."""
@@ -70,7 +78,8 @@ def _build() -> Any:
     import numba
     import numpy as np
 
-    kernels = importlib.import_module("stair_pyg.nn._numba_kernels")  # compiles them
+    # The first call of each kernel below compiles it, or loads it from numba's cache.
+    kernels = importlib.import_module("stair_pyg.nn._numba_kernels")
 
     crow, col = np.array([0, 1, 2], dtype=np.int64), np.array([1, 0], dtype=np.int64)
     val, x = np.array([2.0, 3.0], dtype=np.float32), np.eye(2, dtype=np.float32)
@@ -78,8 +87,7 @@ def _build() -> Any:
     torch_threads = torch.get_num_threads()
     kernels.csr_mm_rows(crow, col, val, x, out, 1, PREFETCH_DISTANCE)
     kernels.csr_mm_t_rows(crow, col, val, x, out_t, PREFETCH_DISTANCE)
-    if torch.get_num_threads() != torch_threads:  # numba's first parallel call resets it
-        torch.set_num_threads(torch_threads)
+    _give_torch_its_threads(torch_threads)  # the process's first parallel numba call
     expected = np.array([[0.0, 2.0], [3.0, 0.0]], dtype=np.float32)
     if not (np.array_equal(out, expected) and np.array_equal(out_t, expected.T)):
         raise RuntimeError("the numba kernels computed a wrong 2 x 2 product")
@@ -191,10 +199,7 @@ def csr_mm_numba(adj: Tensor, x: Tensor) -> Tensor:
         return out.zero_()
     kernel(*_csr_arrays(adj), x.numpy(), out.numpy(), threads * _RANGES_PER_THREAD,
            PREFETCH_DISTANCE)
-    if torch.get_num_threads() != torch_threads:
-        # numba's OpenMP layer sets the process's OpenMP thread count (torch's too) to all
-        # cores when it starts its threads, on the first call: give torch its own back.
-        torch.set_num_threads(torch_threads)
+    _give_torch_its_threads(torch_threads)
     return out
 
 
