@@ -91,7 +91,17 @@ def _build() -> Any:
     expected = np.array([[0.0, 2.0], [3.0, 0.0]], dtype=np.float32)
     if not (np.array_equal(out, expected) and np.array_equal(out_t, expected.T)):
         raise RuntimeError("the numba kernels computed a wrong 2 x 2 product")
-    return numba, kernels.csr_mm_rows, kernels.csr_mm_t_rows
+    rows = np.zeros((2, 2), dtype=np.float32)
+    kernels.add_gathered_rows(rows, x, col, val)  # rows[b] += val * x[col[b]]
+    kernels.add_scattered_rows(rows, np.array([1, 1]), x, val)  # rows[1] += val * (x[0] + x[1])
+    if not np.array_equal(rows, np.array([[0.0, 3.0], [4.0, 3.0]], dtype=np.float32)):
+        raise RuntimeError("the numba row kernels computed wrong rows")
+    _, nodes, sub_crow, sub_col, _, following = kernels.member_rows(
+        crow, col, val, np.array([True, False]), np.zeros(2, dtype=np.bool_), 10.0)
+    if not (nodes.tolist() == [0] and sub_crow.tolist() == [0, 1] and sub_col.tolist() == [1]
+            and following.tolist() == [False, True]):
+        raise RuntimeError("the numba kernel computed a wrong receptive field")
+    return numba, kernels
 
 
 def numba_available() -> bool:
@@ -174,12 +184,11 @@ def csr_mm_t_numba(adj: Tensor, g: Tensor) -> Tensor:
     scattered into the output ``[N, d]``. For the small row-restricted hops of a mini-batch
     (:func:`~stair_pyg.nn.sparse.receptive_field`), whose transpose would otherwise be sorted
     out every batch."""
-    _, _, kernel = _kernels()
     g = g.detach().contiguous()
     out = torch.empty(adj.size(1), g.size(1), dtype=g.dtype)
     if out.numel() == 0:
         return out
-    kernel(*_csr_arrays(adj), g.numpy(), out.numpy(), PREFETCH_DISTANCE)
+    _kernels()[1].csr_mm_t_rows(*_csr_arrays(adj), g.numpy(), out.numpy(), PREFETCH_DISTANCE)
     return out
 
 
@@ -187,7 +196,7 @@ def csr_mm_numba(adj: Tensor, x: Tensor) -> Tensor:
     r""":math:`A X` for a CPU CSR matrix :obj:`adj` ``[M, N]`` and :obj:`x` ``[N, d]`` with the
     numba kernel (see the module docstring); no gradient (the callers' autograd functions
     provide it)."""
-    numba, kernel, _ = _kernels()
+    numba, kernels = _kernels()
     torch_threads = torch.get_num_threads()
     threads = max(1, min(torch_threads, numba.config.NUMBA_NUM_THREADS))
     if getattr(_local, "threads", None) != threads:  # numba's setting is per Python thread
@@ -197,11 +206,70 @@ def csr_mm_numba(adj: Tensor, x: Tensor) -> Tensor:
     out = torch.empty(adj.size(0), x.size(1), dtype=x.dtype)
     if adj.size(0) == 0 or x.size(1) == 0:
         return out.zero_()
-    kernel(*_csr_arrays(adj), x.numpy(), out.numpy(), threads * _RANGES_PER_THREAD,
-           PREFETCH_DISTANCE)
+    kernels.csr_mm_rows(*_csr_arrays(adj), x.numpy(), out.numpy(), threads * _RANGES_PER_THREAD,
+                        PREFETCH_DISTANCE)
     _give_torch_its_threads(torch_threads)
     return out
 
 
-__all__ = ["CPU_KERNELS", "PREFETCH_DISTANCE", "cpu_kernel", "csr_mm_numba", "csr_mm_t_numba",
-           "numba_available", "set_cpu_kernel"]
+def supports_member_rows(crow: Tensor, col: Tensor, val: Tensor) -> bool:
+    r"""Whether the numba kernel is selected and takes these CSR arrays for
+    :func:`member_rows_numba`: on the CPU, float32 or float64 values."""
+    return (crow.device.type == "cpu" and val.dtype in (torch.float32, torch.float64)
+            and cpu_kernel() == "numba")
+
+
+def member_rows_numba(crow: Tensor, col: Tensor, val: Tensor, member: Tensor, wanted: Tensor,
+                      max_nnz: float) -> Optional[Tuple[Tensor, Tuple[Tensor, Tensor, Tensor],
+                                                        Tensor]]:
+    r"""One hop of :func:`~stair_pyg.nn.sparse.receptive_field` in one pass: the rows
+    :obj:`member` marks (ascending), their CSR arrays ``(crow (int64), col, val)`` with the
+    original column ids, and the next hop's members (:obj:`wanted` or a column of those rows);
+    :obj:`None` where the rows hold more than :obj:`max_nnz` non-zeros."""
+    fits, nodes, sub_crow, sub_col, sub_val, following = _kernels()[1].member_rows(
+        crow.numpy(), col.numpy(), val.detach().numpy(), member.numpy(), wanted.numpy(),
+        float(max_nnz))
+    if not fits:
+        return None
+    return (torch.from_numpy(nodes), (torch.from_numpy(sub_crow), torch.from_numpy(sub_col),
+                                      torch.from_numpy(sub_val)), torch.from_numpy(following))
+
+
+def add_gathered_rows_(out: Tensor, src: Tensor, index: Tensor, coef: Tensor) -> Tensor:
+    r"""``out += coef * src[index]`` in place (:obj:`coef` ``[d]``, one weight per channel):
+    one pass with the numba kernel where it is selected, else ``index_select`` and
+    ``addcmul_``. :obj:`index` must lie in ``[0, len(src))``. Returns :obj:`out`."""
+    if _rows_kernel_takes(out, src, index, coef):
+        _kernels()[1].add_gathered_rows(out.numpy(), src.detach().numpy(), index.numpy(),
+                                        coef.detach().numpy())
+        return out
+    return out.addcmul_(src.index_select(0, index), coef)
+
+
+def add_scattered_rows_(out: Tensor, index: Tensor, src: Tensor, coef: Tensor) -> Tensor:
+    r"""``out[index] += coef * src`` in place, repeated indices adding up (``index_add_`` of
+    the scaled rows): one pass with the numba kernel where it is selected. :obj:`index` must lie in
+    ``[0, len(out))``. Returns :obj:`out`."""
+    if _rows_kernel_takes(out, src, index, coef):
+        _kernels()[1].add_scattered_rows(out.numpy(), index.numpy(), src.detach().numpy(),
+                                         coef.detach().numpy())
+        return out
+    return out.index_add_(0, index, src * coef)
+
+
+def _rows_kernel_takes(out: Tensor, src: Tensor, index: Tensor, coef: Tensor) -> bool:
+    r"""Whether the numba row kernels are selected and take these operands: contiguous 2-D
+    CPU rows of one float dtype, a 1-D int64 index, one weight per channel. The indices are
+    the caller's to keep in range (the kernels do not check them)."""
+    tensors = (out, src, index, coef)
+    return (all(t.device.type == "cpu" and t.is_contiguous() for t in tensors)
+            and out.dim() == 2 and src.dim() == 2 and out.size(1) == src.size(1)
+            and out.dtype in (torch.float32, torch.float64) and src.dtype == out.dtype
+            and coef.dtype == out.dtype and coef.shape == (out.size(1),)
+            and index.dtype == torch.long and index.dim() == 1 and cpu_kernel() == "numba")
+
+
+
+__all__ = ["CPU_KERNELS", "PREFETCH_DISTANCE", "add_gathered_rows_", "add_scattered_rows_",
+           "cpu_kernel", "csr_mm_numba", "csr_mm_t_numba", "member_rows_numba",
+           "numba_available", "set_cpu_kernel", "supports_member_rows"]

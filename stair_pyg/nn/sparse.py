@@ -184,29 +184,26 @@ def receptive_field(adj: SparseAdj, index: Tensor, num_layers: int, max_fraction
         raise ValueError(f"expected a square matrix, got shape {tuple(adj.shape)}")
     index = index.to(device=adj.adj.device, dtype=torch.long)
     crow, col, val = adj.adj.crow_indices(), adj.adj.col_indices(), adj.adj.values()
-    degree = (crow[1:] - crow[:-1]).long()
-    wanted = torch.zeros(n, dtype=torch.bool, device=col.device)
-    wanted[index] = True
+    # index_select / index_fill_ / index_copy_ throughout, not advanced indexing (x[i],
+    # x[i] = v): on CPU those cost several times as much, and this runs every batch.
+    wanted = torch.zeros(n, dtype=torch.bool, device=col.device).index_fill_(0, index, True)
 
     # Rows of each hop, from the last one back; None: every node.
     rows: List[Optional[Tensor]] = [None] * (num_layers + 1)
     gathered: List[Optional[Tuple[Tensor, Tensor, Tensor]]] = [None] * (num_layers + 1)
     member = wanted
     for layer in range(num_layers, 0, -1):
-        nodes = member.nonzero().squeeze(1)
-        if int(degree[nodes].sum()) > max_fraction * max(col.numel(), 1):
+        restricted = _member_rows(crow, col, val, member, wanted,
+                                  max_fraction * max(col.numel(), 1))
+        if restricted is None:
             break
-        rows[layer] = nodes
-        gathered[layer] = _gather_rows(crow, col, val, nodes)
-        member = wanted.clone()
-        member[gathered[layer][1]] = True
+        rows[layer], gathered[layer], member = restricted
 
     def positions_of(nodes: Optional[Tensor]) -> Optional[Tensor]:
         if nodes is None:
             return None
         pos = torch.full((n,), -1, dtype=torch.long, device=col.device)
-        pos[nodes] = torch.arange(nodes.numel(), device=col.device)
-        return pos
+        return pos.index_copy_(0, nodes, torch.arange(nodes.numel(), device=col.device))
 
     pos = [positions_of(nodes) for nodes in rows]
     hops: List[SparseAdj] = []
@@ -216,11 +213,11 @@ def receptive_field(adj: SparseAdj, index: Tensor, num_layers: int, max_fraction
             continue
         sub_crow, sub_col, sub_val = gathered[layer]
         if pos[layer - 1] is not None:  # N(R_l) lies in R_{l-1}: every column has a position
-            sub_col = pos[layer - 1][sub_col]
+            sub_col = pos[layer - 1].index_select(0, sub_col)
         size = (rows[layer].numel(), n if rows[layer - 1] is None else rows[layer - 1].numel())
         # The transpose for the backward pass is formed only if csr_mm_t needs it.
         hops.append(SparseAdj(_csr(sub_crow, sub_col, sub_val, size), symmetric=False))
-    positions = [index if p is None else p[index] for p in pos]
+    positions = [index if p is None else p.index_select(0, index) for p in pos]
     return hops, positions
 
 
@@ -234,11 +231,12 @@ class _SeriesRows(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, hops: List[SparseAdj], positions: List[Tensor],  # type: ignore
                 product: Callable[[SparseAdj, Tensor], Tensor], *coefs: Tensor) -> Tensor:
-        out = x[positions[0]] * coefs[0]
+        out = x.new_zeros(positions[0].numel(), x.size(1))
+        cpu_kernel.add_gathered_rows_(out, x, positions[0], coefs[0])
         h = x
         for hop, pos, coef in zip(hops, positions[1:], coefs[1:]):
             h = product(hop, h)
-            out.addcmul_(h[pos], coef)
+            cpu_kernel.add_gathered_rows_(out, h, pos, coef)
         ctx.hops, ctx.positions, ctx.coefs = hops, positions, coefs
         ctx.num_nodes = x.size(0)
         return out
@@ -248,11 +246,12 @@ class _SeriesRows(torch.autograd.Function):
     def backward(ctx, grad: Tensor):  # type: ignore[override]
         hops, positions, coefs = ctx.hops, ctx.positions, ctx.coefs
         rows = hops[-1].shape[0] if hops else ctx.num_nodes
+        grad = grad.contiguous()
         g = grad.new_zeros(rows, grad.size(1))
-        g.index_add_(0, positions[-1], grad * coefs[-1])
+        cpu_kernel.add_scattered_rows_(g, positions[-1], grad, coefs[-1])
         for layer in range(len(hops), 0, -1):
             g = csr_mm_t(hops[layer - 1], g)
-            g.index_add_(0, positions[layer - 1], grad * coefs[layer - 1])
+            cpu_kernel.add_scattered_rows_(g, positions[layer - 1], grad, coefs[layer - 1])
         return (g, None, None, None) + (None,) * len(coefs)
 
 
@@ -283,17 +282,33 @@ def series_rows(x: Tensor, adj: SparseAdj, coefs: List[Tensor], index: Tensor,
     return _SeriesRows.apply(x, hops, positions, spmm if hop is None else hop, *coefs)
 
 
+def _member_rows(crow: Tensor, col: Tensor, val: Tensor, member: Tensor, wanted: Tensor,
+                 max_nnz: float) -> Optional[Tuple[Tensor, Tuple[Tensor, Tensor, Tensor], Tensor]]:
+    r"""One hop of :func:`receptive_field`: the rows :obj:`member` marks (ascending), their CSR
+    arrays (original column ids), and the next hop's members (:obj:`wanted` or a column of those
+    rows); :obj:`None` where the rows hold more than :obj:`max_nnz` non-zeros. One pass of the
+    numba kernel where it is selected (:func:`~stair_pyg.nn.cpu_kernel.member_rows_numba`),
+    the same arrays from torch's operations otherwise."""
+    if cpu_kernel.supports_member_rows(crow, col, val):
+        return cpu_kernel.member_rows_numba(crow, col, val, member, wanted, max_nnz)
+    nodes = member.nonzero().squeeze(1)
+    if int((crow.index_select(0, nodes + 1) - crow.index_select(0, nodes)).sum()) > max_nnz:
+        return None
+    gathered = _gather_rows(crow, col, val, nodes)
+    return nodes, gathered, wanted.clone().index_fill_(0, gathered[1].long(), True)
+
+
 def _gather_rows(crow: Tensor, col: Tensor, val: Tensor,
                  rows: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
     r"""The CSR arrays ``(crow (int64), col, val)`` of the given rows of a CSR matrix."""
-    start = crow[rows].long()
-    count = crow[rows + 1].long() - start
+    start = crow.index_select(0, rows).long()
+    count = crow.index_select(0, rows + 1).long() - start
     new_crow = torch.zeros(rows.numel() + 1, dtype=torch.long, device=col.device)
     torch.cumsum(count, 0, out=new_crow[1:])
     total = int(new_crow[-1])
     ptr = torch.arange(total, device=col.device) + torch.repeat_interleave(
         start - new_crow[:-1], count, output_size=total)
-    return new_crow, col[ptr], val[ptr]
+    return new_crow, col.index_select(0, ptr), val.index_select(0, ptr)
 
 
 def _transpose_arrays(crow: Tensor, col: Tensor, val: Tensor,
