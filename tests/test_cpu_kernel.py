@@ -255,7 +255,8 @@ def test_prefetching_changes_no_value(dtype, restore_choice):
     outs, outs_t = [], []
     for distance in (1, cpu_kernel.PREFETCH_DISTANCE, len(col) + 1):
         out, out_t = torch.empty(90, 33, dtype=dtype), torch.empty(70, 33, dtype=dtype)
-        kernels.csr_mm_rows(crow, col, val, x.numpy(), out.numpy(), 3, distance)
+        kernels.csr_mm_rows(crow, col, val, x.numpy(), out.numpy(), x.numpy()[:0], val, 3,
+                            distance)
         kernels.csr_mm_t_rows(crow, col, val, g.numpy(), out_t.numpy(), distance)
         outs.append(out)
         outs_t.append(out_t)
@@ -320,3 +321,45 @@ def test_receptive_field_is_the_same_with_either_kernel(max_fraction, restore_ch
     assert all(torch.equal(a, b) for a, b in zip(pos_t, pos_n))
     if max_fraction == 0.3:
         assert hops_n[-1].shape[0] < 120  # the last hop is restricted: the kernel's path ran
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("per_channel", [True, False])
+def test_product_with_an_add_matches_dense_float64(each_cpu_kernel, dtype, per_channel):
+    adj, dense = random_csr(50, 30, 0.2, 8, dtype, torch.int64)
+    gen = torch.Generator().manual_seed(9)
+    x = torch.randn(30, 6, generator=gen, dtype=dtype)
+    add = torch.randn(50, 6, generator=gen, dtype=dtype)
+    coef = (torch.rand(6, generator=gen, dtype=dtype) if per_channel
+            else torch.tensor(0.3, dtype=dtype))
+    out = csr_mm(adj, x, add=add, coef=coef)
+    expected = dense @ x.double() + coef.double() * add.double()
+    tol = 1e-5 if dtype == torch.float32 else 1e-12
+    torch.testing.assert_close(out.double(), expected, rtol=tol, atol=tol)
+    # A layout other than CSR goes through torch.sparse.mm, the add after it.
+    coo = csr_mm(adj.to_sparse_coo(), x, add=add, coef=coef)
+    torch.testing.assert_close(coo.double(), expected, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("num_layers", [0, 1, 3])
+def test_series_without_autograd_matches_the_dense_series(each_cpu_kernel, num_layers):
+    # Without autograd propagate_series runs Horner's form with the adds fused into the
+    # products; with autograd the hop-by-hop sum. Both are the dense series.
+    from stair_pyg.nn import propagate_series
+
+    gen = torch.Generator().manual_seed(4)
+    dense = torch.rand(40, 40, generator=gen, dtype=torch.float64)
+    dense = dense * (torch.rand(40, 40, generator=gen) < 0.15)
+    dense = dense + dense.t()
+    adj = SparseAdj(dense.float().to_sparse_csr())
+    x = torch.randn(40, 5, generator=gen)
+    coefs = [torch.rand(5, generator=gen) for _ in range(num_layers + 1)]
+    expected = sum(c.double() * (torch.linalg.matrix_power(dense, l) @ x.double())
+                   for l, c in enumerate(coefs))
+    with torch.no_grad():
+        horner = propagate_series(x, adj, coefs)
+        rows = propagate_series(x, adj, coefs, index=torch.tensor([3, 3, 0]))
+    torch.testing.assert_close(horner.double(), expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(rows.double(), expected[[3, 3, 0]], rtol=1e-5, atol=1e-5)
+    hop_by_hop = propagate_series(x.clone().requires_grad_(), adj, coefs)
+    torch.testing.assert_close(hop_by_hop.detach().double(), expected, rtol=1e-5, atol=1e-5)

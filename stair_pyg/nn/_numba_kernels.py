@@ -55,23 +55,31 @@ def _jit(parallel: bool):
 
 
 @_jit(parallel=True)
-def csr_mm_rows(crow, col, val, x, out, num_ranges, distance):  # pragma: no cover - compiled
-    r"""``out = A x`` over :obj:`num_ranges` row ranges of equal numbers of non-zeros, one
-    parallel iteration each: range ``r`` holds the rows whose non-zeros start in
-    ``[r * nnz / R, (r + 1) * nnz / R)``. Each output row is zeroed and accumulated in place; the
-    row of ``x`` non-zero ``p + distance`` reads is prefetched while ``p`` is accumulated."""
+def csr_mm_rows(crow, col, val, x, out, add, coef, num_ranges, distance):  # pragma: no cover
+    r"""``out = A x``, plus ``coef * add`` where :obj:`add` has rows (``[rows, d]``, else
+    ``[0, d]``; :obj:`coef` one weight per channel), over :obj:`num_ranges` row ranges of equal
+    numbers of non-zeros, one parallel iteration each: range ``r`` holds the rows whose
+    non-zeros start in ``[r * nnz / R, (r + 1) * nnz / R)``. Each output row starts from zero
+    (or from its ``coef * add``) and is accumulated in place; the row of ``x`` non-zero
+    ``p + distance`` reads is prefetched while ``p`` is accumulated."""
     rows = crow.shape[0] - 1
     nnz = crow[rows]
     channels = x.shape[1]
     line = max(1, 64 // x.itemsize)
+    adds = add.shape[0] > 0
     targets = (np.arange(num_ranges + 1) * nnz) // num_ranges
     bounds = np.searchsorted(crow[:rows], targets)
     bounds[num_ranges] = rows
     for r in numba.prange(num_ranges):
         for i in range(bounds[r], bounds[r + 1]):
             row = out[i]
-            for c in range(channels):
-                row[c] = 0.0
+            if adds:
+                start = add[i]
+                for c in range(channels):
+                    row[c] = coef[c] * start[c]
+            else:
+                for c in range(channels):
+                    row[c] = 0.0
             for p in range(crow[i], crow[i + 1]):
                 if p + distance < nnz:
                     ahead = col[p + distance]
@@ -109,21 +117,33 @@ def csr_mm_t_rows(crow, col, val, g, out, distance):  # pragma: no cover - compi
 
 
 @_jit(parallel=False)
-def add_gathered_rows(out, src, index, coef):  # pragma: no cover - compiled
-    r"""``out[b] += coef * src[index[b]]`` for every ``b``: one pass, no gathered copy."""
+def add_gathered_rows(out, src, index, coef, distance):  # pragma: no cover - compiled
+    r"""``out[b] += coef * src[index[b]]`` for every ``b``: one pass, no gathered copy; the row
+    of :obj:`src` ``b + distance`` reads is prefetched while ``b`` is added."""
     channels = out.shape[1]
-    for b in range(index.shape[0]):
+    line = max(1, 64 // src.itemsize)
+    count = index.shape[0]
+    for b in range(count):
+        if b + distance < count:
+            for c in range(0, channels, line):
+                prefetch_read(src, index[b + distance], c)
         row, source = out[b], src[index[b]]
         for c in range(channels):
             row[c] += coef[c] * source[c]
 
 
 @_jit(parallel=False)
-def add_scattered_rows(out, index, src, coef):  # pragma: no cover - compiled
+def add_scattered_rows(out, index, src, coef, distance):  # pragma: no cover - compiled
     r"""``out[index[b]] += coef * src[b]`` for every ``b`` (repeated indices add up, in order):
-    one pass, no scaled copy of :obj:`src`."""
+    one pass, no scaled copy of :obj:`src`; the row of :obj:`out` ``b + distance`` updates is
+    prefetched for writing while ``b`` is added."""
     channels = out.shape[1]
-    for b in range(index.shape[0]):
+    line = max(1, 64 // out.itemsize)
+    count = index.shape[0]
+    for b in range(count):
+        if b + distance < count:
+            for c in range(0, channels, line):
+                prefetch_write(out, index[b + distance], c)
         row, source = out[index[b]], src[b]
         for c in range(channels):
             row[c] += coef[c] * source[c]

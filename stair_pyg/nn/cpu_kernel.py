@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Any, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -49,6 +49,9 @@ _choice = os.environ.get(ENV_VAR, "auto").strip().lower() or "auto"
 _kernel: Optional[Any] = None  # the compiled product, once built
 _local = threading.local()  # the thread count numba was last given, per Python thread
 _numba_missing: Optional[str] = None  # why numba could not be used, once known
+
+#: Per dtype, the empty rows and unused weights that tell the product kernel it adds nothing.
+_NOTHING_TO_ADD: Dict[torch.dtype, Tuple[Any, Any]] = {}
 
 #: Row ranges per thread: more ranges than threads, so that a slow range does not hold the rest.
 _RANGES_PER_THREAD = 4
@@ -85,15 +88,18 @@ def _build() -> Any:
     val, x = np.array([2.0, 3.0], dtype=np.float32), np.eye(2, dtype=np.float32)
     out, out_t = np.empty_like(x), np.empty_like(x)
     torch_threads = torch.get_num_threads()
-    kernels.csr_mm_rows(crow, col, val, x, out, 1, PREFETCH_DISTANCE)
+    kernels.csr_mm_rows(crow, col, val, x, out, x[:0], val, 1, PREFETCH_DISTANCE)
     kernels.csr_mm_t_rows(crow, col, val, x, out_t, PREFETCH_DISTANCE)
     _give_torch_its_threads(torch_threads)  # the process's first parallel numba call
     expected = np.array([[0.0, 2.0], [3.0, 0.0]], dtype=np.float32)
-    if not (np.array_equal(out, expected) and np.array_equal(out_t, expected.T)):
+    out_add = np.empty_like(x)
+    kernels.csr_mm_rows(crow, col, val, x, out_add, x, val, 1, PREFETCH_DISTANCE)
+    if not (np.array_equal(out, expected) and np.array_equal(out_t, expected.T)
+            and np.array_equal(out_add, expected + np.diag(val))):
         raise RuntimeError("the numba kernels computed a wrong 2 x 2 product")
     rows = np.zeros((2, 2), dtype=np.float32)
-    kernels.add_gathered_rows(rows, x, col, val)  # rows[b] += val * x[col[b]]
-    kernels.add_scattered_rows(rows, np.array([1, 1]), x, val)  # rows[1] += val * (x[0] + x[1])
+    kernels.add_gathered_rows(rows, x, col, val, 1)  # rows[b] += val * x[col[b]]
+    kernels.add_scattered_rows(rows, np.array([1, 1]), x, val, 1)  # rows[1] += val * x[0] + ...
     if not np.array_equal(rows, np.array([[0.0, 3.0], [4.0, 3.0]], dtype=np.float32)):
         raise RuntimeError("the numba row kernels computed wrong rows")
     _, nodes, sub_crow, sub_col, _, following = kernels.member_rows(
@@ -192,10 +198,12 @@ def csr_mm_t_numba(adj: Tensor, g: Tensor) -> Tensor:
     return out
 
 
-def csr_mm_numba(adj: Tensor, x: Tensor) -> Tensor:
+def csr_mm_numba(adj: Tensor, x: Tensor, add: Optional[Tensor] = None,
+                 coef: Optional[Tensor] = None) -> Tensor:
     r""":math:`A X` for a CPU CSR matrix :obj:`adj` ``[M, N]`` and :obj:`x` ``[N, d]`` with the
-    numba kernel (see the module docstring); no gradient (the callers' autograd functions
-    provide it)."""
+    numba kernel (see the module docstring), plus :math:`c \odot Y` for :obj:`add`
+    :math:`Y` ``[M, d]`` and :obj:`coef` :math:`c` ``[d]`` where given, in the same pass over the
+    rows; no gradient (the callers' autograd functions provide it)."""
     numba, kernels = _kernels()
     torch_threads = torch.get_num_threads()
     threads = max(1, min(torch_threads, numba.config.NUMBA_NUM_THREADS))
@@ -205,9 +213,16 @@ def csr_mm_numba(adj: Tensor, x: Tensor) -> Tensor:
     x = x.detach().contiguous()
     out = torch.empty(adj.size(0), x.size(1), dtype=x.dtype)
     if adj.size(0) == 0 or x.size(1) == 0:
-        return out.zero_()
-    kernels.csr_mm_rows(*_csr_arrays(adj), x.numpy(), out.numpy(), threads * _RANGES_PER_THREAD,
-                        PREFETCH_DISTANCE)
+        return out.zero_() if add is None else out.copy_(add * coef)
+    if add is None:  # no rows to add: the kernel's flag (one empty array per dtype)
+        if x.dtype not in _NOTHING_TO_ADD:
+            _NOTHING_TO_ADD[x.dtype] = (x.numpy()[:0].copy(), x.numpy()[0].copy())
+        add_rows, weights = _NOTHING_TO_ADD[x.dtype]
+    else:
+        add_rows = add.detach().contiguous().numpy()
+        weights = coef.detach().to(x.dtype).expand(x.size(1)).contiguous().numpy()
+    kernels.csr_mm_rows(*_csr_arrays(adj), x.numpy(), out.numpy(), add_rows, weights,
+                        threads * _RANGES_PER_THREAD, PREFETCH_DISTANCE)
     _give_torch_its_threads(torch_threads)
     return out
 
@@ -241,7 +256,7 @@ def add_gathered_rows_(out: Tensor, src: Tensor, index: Tensor, coef: Tensor) ->
     ``addcmul_``. :obj:`index` must lie in ``[0, len(src))``. Returns :obj:`out`."""
     if _rows_kernel_takes(out, src, index, coef):
         _kernels()[1].add_gathered_rows(out.numpy(), src.detach().numpy(), index.numpy(),
-                                        coef.detach().numpy())
+                                        coef.detach().numpy(), PREFETCH_DISTANCE)
         return out
     return out.addcmul_(src.index_select(0, index), coef)
 
@@ -252,7 +267,7 @@ def add_scattered_rows_(out: Tensor, index: Tensor, src: Tensor, coef: Tensor) -
     ``[0, len(out))``. Returns :obj:`out`."""
     if _rows_kernel_takes(out, src, index, coef):
         _kernels()[1].add_scattered_rows(out.numpy(), index.numpy(), src.detach().numpy(),
-                                         coef.detach().numpy())
+                                         coef.detach().numpy(), PREFETCH_DISTANCE)
         return out
     return out.index_add_(0, index, src * coef)
 

@@ -50,19 +50,25 @@ class _SpMM(torch.autograd.Function):
         return None, None, csr_mm(ctx.adj_t, grad.contiguous())
 
 
-def csr_mm(adj: Tensor, x: Tensor) -> Tensor:
-    r""":math:`A X` for a CSR matrix :math:`A`, written straight into a fresh output: the
-    library's one sparse product (no gradient; :func:`spmm` and :func:`series_rows` wrap it).
+def csr_mm(adj: Tensor, x: Tensor, add: OptTensor = None, coef: OptTensor = None) -> Tensor:
+    r""":math:`A X` for a CSR matrix :math:`A`, written straight into a fresh output, plus
+    :math:`c \odot Y` for :obj:`add` :math:`Y` (rows as the output) and :obj:`coef`
+    :math:`c` (one weight per channel, or one for all) where given: the library's one sparse
+    product (no gradient; :func:`spmm` and :func:`series_rows` wrap it).
 
     On the CPU it runs the numba kernel of :mod:`stair_pyg.nn.cpu_kernel` where that module
-    chooses it (numba installed, one torch thread). Otherwise ``addmm`` with ``beta=0`` into an
-    uninitialised ``out``: ``torch.sparse.mm`` would zero-fill its result and copy it once more
-    (``beta=0`` ignores the old content, NaN included), a third of the time of a CPU product.
+    chooses it, the add in the same pass over the rows. Otherwise ``addmm``: with ``beta=0``
+    into an uninitialised ``out`` where nothing is added (``torch.sparse.mm`` would zero-fill
+    its result and copy it once more, a third of the time of a CPU product; ``beta=0`` ignores
+    the old content, NaN included), onto :math:`c \odot Y` where something is.
     """
     if adj.layout != torch.sparse_csr or x.dim() != 2:
-        return torch.sparse.mm(adj, x)
+        out = torch.sparse.mm(adj, x)
+        return out if add is None else out.addcmul_(add, coef)
     if cpu_kernel.supports(adj, x):
-        return cpu_kernel.csr_mm_numba(adj, x)
+        return cpu_kernel.csr_mm_numba(adj, x, add, coef)
+    if add is not None:
+        return torch.addmm(add * coef, adj, x)
     out = torch.empty(adj.size(0), x.size(1), dtype=x.dtype, device=x.device)
     return torch.addmm(out, adj, x, beta=0.0, out=out)
 

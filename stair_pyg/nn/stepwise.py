@@ -10,7 +10,7 @@ from torch_geometric import EdgeIndex
 from torch_geometric.nn.conv import MessagePassing
 from torch_geometric.typing import Adj, OptTensor, SparseTensor
 
-from stair_pyg.nn.sparse import (SparseAdj, csr_rows, series_rows, spmm, symmetric_norm,
+from stair_pyg.nn.sparse import (SparseAdj, csr_mm, csr_rows, series_rows, spmm, symmetric_norm,
                                  to_sparse_adj)
 
 #: The product of one hop, :math:`(A, H) \mapsto A H`.
@@ -87,10 +87,18 @@ def propagate_series(x: Tensor, adj: Union[SparseAdj, Callable[[Tensor], Tensor]
         hop (callable, optional): The product :math:`(A, H) \mapsto A H` of one hop over a
             :class:`SparseAdj` (default: :func:`~stair_pyg.nn.sparse.spmm`).
     """
-    hop = spmm if hop is None else hop
     if isinstance(adj, SparseAdj):
         if index is not None and adj.adj.device.type == "cpu":
             return series_rows(x, adj, coefs, index, hop=hop)
+        if hop is None and not (torch.is_grad_enabled() and x.requires_grad):
+            # No autograd: Horner's form c_0 X + A(c_1 X + A(c_2 X + ... A(c_L X))), valid as
+            # the c_l scale channels and A mixes rows; each hop's add in the product's pass.
+            out = x * coefs[-1]
+            for coef in reversed(coefs[:-1]):
+                out = csr_mm(adj.adj, out, add=x, coef=torch.as_tensor(coef, dtype=x.dtype))
+            return out if index is None else out.index_select(0, index)
+    hop = spmm if hop is None else hop
+    if isinstance(adj, SparseAdj):
         matrix = adj
         adj = lambda h: hop(matrix, h)  # noqa: E731
     out = x * coefs[0]
