@@ -148,39 +148,3 @@ def add_scattered_rows(out, index, src, coef, distance):  # pragma: no cover - c
         for c in range(channels):
             row[c] += coef[c] * source[c]
 
-
-@_jit(parallel=False)
-def member_rows(crow, col, val, member, wanted, max_nnz):  # pragma: no cover - compiled
-    r"""The rows ``i`` with ``member[i]`` (ascending) and their non-zeros, as CSR arrays
-    ``(crow (int64), col, val)`` keeping the original column ids, and the next hop's members:
-    :obj:`wanted` or a column of those rows. Returns ``(fits, nodes, crow, col, val,
-    next_member)``; where the rows hold more than :obj:`max_nnz` non-zeros, ``fits`` is false
-    and the arrays are empty."""
-    count = 0
-    nnz = 0
-    for i in range(member.shape[0]):
-        if member[i]:
-            count += 1
-            nnz += crow[i + 1] - crow[i]
-    if nnz > max_nnz:
-        return (False, np.empty(0, np.int64), np.zeros(1, np.int64), col[:0].copy(),
-                val[:0].copy(), member[:0].copy())
-    nodes = np.empty(count, np.int64)
-    sub_crow = np.empty(count + 1, np.int64)
-    sub_col = np.empty(nnz, col.dtype)
-    sub_val = np.empty(nnz, val.dtype)
-    following = wanted.copy()
-    k = 0
-    q = 0
-    sub_crow[0] = 0
-    for i in range(member.shape[0]):
-        if member[i]:
-            nodes[k] = i
-            for p in range(crow[i], crow[i + 1]):
-                sub_col[q] = col[p]
-                sub_val[q] = val[p]
-                following[col[p]] = True
-                q += 1
-            k += 1
-            sub_crow[k] = q
-    return True, nodes, sub_crow, sub_col, sub_val, following

@@ -199,11 +199,13 @@ def receptive_field(adj: SparseAdj, index: Tensor, num_layers: int, max_fraction
     gathered: List[Optional[Tuple[Tensor, Tensor, Tensor]]] = [None] * (num_layers + 1)
     member = wanted
     for layer in range(num_layers, 0, -1):
-        restricted = _member_rows(crow, col, val, member, wanted,
-                                  max_fraction * max(col.numel(), 1))
-        if restricted is None:
+        nodes = member.nonzero().squeeze(1)
+        count = crow.index_select(0, nodes + 1) - crow.index_select(0, nodes)
+        if int(count.sum()) > max_fraction * max(col.numel(), 1):
             break
-        rows[layer], gathered[layer], member = restricted
+        rows[layer] = nodes
+        gathered[layer] = _gather_rows(crow, col, val, nodes)
+        member = wanted.clone().index_fill_(0, gathered[layer][1].long(), True)
 
     def positions_of(nodes: Optional[Tensor]) -> Optional[Tensor]:
         if nodes is None:
@@ -286,22 +288,6 @@ def series_rows(x: Tensor, adj: SparseAdj, coefs: List[Tensor], index: Tensor,
     """
     hops, positions = receptive_field(adj, index, len(coefs) - 1, max_fraction)
     return _SeriesRows.apply(x, hops, positions, spmm if hop is None else hop, *coefs)
-
-
-def _member_rows(crow: Tensor, col: Tensor, val: Tensor, member: Tensor, wanted: Tensor,
-                 max_nnz: float) -> Optional[Tuple[Tensor, Tuple[Tensor, Tensor, Tensor], Tensor]]:
-    r"""One hop of :func:`receptive_field`: the rows :obj:`member` marks (ascending), their CSR
-    arrays (original column ids), and the next hop's members (:obj:`wanted` or a column of those
-    rows); :obj:`None` where the rows hold more than :obj:`max_nnz` non-zeros. One pass of the
-    numba kernel where it is selected (:func:`~stair_pyg.nn.cpu_kernel.member_rows_numba`),
-    the same arrays from torch's operations otherwise."""
-    if cpu_kernel.supports_member_rows(crow, col, val):
-        return cpu_kernel.member_rows_numba(crow, col, val, member, wanted, max_nnz)
-    nodes = member.nonzero().squeeze(1)
-    if int((crow.index_select(0, nodes + 1) - crow.index_select(0, nodes)).sum()) > max_nnz:
-        return None
-    gathered = _gather_rows(crow, col, val, nodes)
-    return nodes, gathered, wanted.clone().index_fill_(0, gathered[1].long(), True)
 
 
 def _gather_rows(crow: Tensor, col: Tensor, val: Tensor,
