@@ -56,7 +56,7 @@ CPU_KERNELS = ("auto", "numba", "torch")
 ENV_VAR = "STAIR_PYG_CPU_KERNEL"
 
 _choice = os.environ.get(ENV_VAR, "auto").strip().lower() or "auto"
-_kernel: Optional[Any] = None  # the compiled product, once built
+_kernel: Optional[Any] = None  # (numba, the module of compiled kernels), once built
 _local = threading.local()  # the thread count numba was last given, per Python thread
 _numba_missing: Optional[str] = None  # why numba could not be used, once known
 
@@ -207,8 +207,9 @@ def csr_mm_numba(adj: Tensor, x: Tensor, add: Optional[Tensor] = None,
                  coef: Optional[Tensor] = None) -> Tensor:
     r""":math:`A X` for a CPU CSR matrix :obj:`adj` ``[M, N]`` and :obj:`x` ``[N, d]`` with the
     numba kernel (see the module docstring), plus :math:`c \odot Y` for :obj:`add`
-    :math:`Y` ``[M, d]`` and :obj:`coef` :math:`c` ``[d]`` where given, in the same pass over the
-    rows; no gradient (the callers' autograd functions provide it)."""
+    :math:`Y` ``[M, d]`` and :obj:`coef` :math:`c` (``[d]`` or one for all; needed with
+    :obj:`add`) where given, in the same pass over the rows; no gradient (the callers' autograd
+    functions provide it)."""
     numba, kernels = _kernels()
     torch_threads = torch.get_num_threads()
     threads = max(1, min(torch_threads, numba.config.NUMBA_NUM_THREADS))
@@ -264,7 +265,6 @@ def _rows_kernel_takes(out: Tensor, src: Tensor, index: Tensor, coef: Tensor) ->
             and out.dtype in (torch.float32, torch.float64) and src.dtype == out.dtype
             and coef.dtype == out.dtype and coef.shape == (out.size(1),)
             and index.dtype == torch.long and index.dim() == 1 and cpu_kernel() == "numba")
-
 
 
 __all__ = ["CPU_KERNELS", "PREFETCH_DISTANCE", "add_gathered_rows_", "add_scattered_rows_",

@@ -53,8 +53,8 @@ class _SpMM(torch.autograd.Function):
 def csr_mm(adj: Tensor, x: Tensor, add: OptTensor = None, coef: OptTensor = None) -> Tensor:
     r""":math:`A X` for a CSR matrix :math:`A`, written straight into a fresh output, plus
     :math:`c \odot Y` for :obj:`add` :math:`Y` (rows as the output) and :obj:`coef`
-    :math:`c` (one weight per channel, or one for all) where given: the library's one sparse
-    product (no gradient; :func:`spmm` and :func:`series_rows` wrap it).
+    :math:`c` (one weight per channel, or one for all; needed with :obj:`add`) where given: the
+    library's one sparse product (no gradient; :func:`spmm` and :func:`series_rows` wrap it).
 
     On the CPU it runs the numba kernel of :mod:`stair_pyg.nn.cpu_kernel` where that module
     chooses it, the add in the same pass over the rows. Otherwise ``addmm``: with ``beta=0``

@@ -77,6 +77,10 @@ def propagate_series(x: Tensor, adj: Union[SparseAdj, Callable[[Tensor], Tensor]
     of the full series at a fraction of the cost. That holds on the CPU; on a GPU, cutting the
     hops reads their sizes on the host (several synchronisations per call) while the full
     product is cheap, so there the full series is computed and the rows selected (same values).
+    Where no gradient is recorded (an optimizer step, evaluation), a :class:`SparseAdj` series
+    runs in Horner's form :math:`c_0 X + A(c_1 X + A(c_2 X + \dots))`, each term added inside
+    its product's pass over the rows (:func:`~stair_pyg.nn.sparse.csr_mm`); the same values to
+    float rounding.
 
     Args:
         x (torch.Tensor): :math:`\mathbf{X}` ``[N, d]``.
@@ -97,10 +101,8 @@ def propagate_series(x: Tensor, adj: Union[SparseAdj, Callable[[Tensor], Tensor]
             for coef in reversed(coefs[:-1]):
                 out = csr_mm(adj.adj, out, add=x, coef=torch.as_tensor(coef, dtype=x.dtype))
             return out if index is None else out.index_select(0, index)
-    hop = spmm if hop is None else hop
-    if isinstance(adj, SparseAdj):
-        matrix = adj
-        adj = lambda h: hop(matrix, h)  # noqa: E731
+        matrix, product = adj, spmm if hop is None else hop
+        adj = lambda h: product(matrix, h)  # noqa: E731
     out = x * coefs[0]
     h = x
     for coef in coefs[1:]:
