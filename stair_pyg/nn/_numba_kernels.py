@@ -147,4 +147,3 @@ def add_scattered_rows(out, index, src, coef, distance):  # pragma: no cover - c
         row, source = out[index[b]], src[b]
         for c in range(channels):
             row[c] += coef[c] * source[c]
-
