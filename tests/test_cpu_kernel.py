@@ -30,7 +30,8 @@ def random_csr(rows, cols, density, seed, dtype, index_dtype):
 
 @needs_numba
 @pytest.mark.parametrize("rows,cols,channels", [(1, 1, 1), (13, 29, 7), (200, 150, 64),
-                                                (300, 40, 3), (5, 9, 0)])
+                                                (300, 40, 3), (5, 9, 0), (31, 17, 16),
+                                                (40, 50, 91), (23, 20, 130)])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("index_dtype", [torch.int32, torch.int64])
 @pytest.mark.parametrize("threads", [1, 2])
@@ -220,7 +221,7 @@ def test_kernel_compiles_without_a_writable_cache(monkeypatch, restore_choice):
 
 @needs_numba
 @pytest.mark.parametrize("rows,cols,channels", [(1, 1, 1), (13, 29, 7), (120, 300, 64),
-                                                (40, 9, 3)])
+                                                (40, 9, 3), (30, 20, 83)])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_transposed_product_without_a_transpose_matches_dense(rows, cols, channels, dtype,
                                                               restore_choice):
@@ -255,8 +256,8 @@ def test_prefetching_changes_no_value(dtype, restore_choice):
     outs, outs_t = [], []
     for distance in (1, cpu_kernel.PREFETCH_DISTANCE, len(col) + 1):
         out, out_t = torch.empty(90, 33, dtype=dtype), torch.empty(70, 33, dtype=dtype)
-        kernels.csr_mm_rows(crow, col, val, x.numpy(), out.numpy(), x.numpy()[:0], val, 3,
-                            distance)
+        kernels.csr_mm_rows(crow, col, val, x.numpy(), out.numpy(), x.numpy()[:0],
+                            x.numpy()[:1], 3, distance)
         kernels.csr_mm_t_rows(crow, col, val, g.numpy(), out_t.numpy(), distance)
         outs.append(out)
         outs_t.append(out_t)
@@ -268,12 +269,13 @@ def test_prefetching_changes_no_value(dtype, restore_choice):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_row_kernels_match_float64_reference(each_cpu_kernel, dtype):
+@pytest.mark.parametrize("channels", [9, 16, 83])  # single channels, whole vectors, both
+def test_row_kernels_match_float64_reference(each_cpu_kernel, dtype, channels):
     gen = torch.Generator().manual_seed(5)
-    src = torch.randn(40, 9, generator=gen, dtype=dtype)
+    src = torch.randn(40, channels, generator=gen, dtype=dtype)
     index = torch.cat([torch.randint(0, 40, (30,), generator=gen), torch.tensor([7, 7, 7])])
-    coef = torch.rand(9, generator=gen, dtype=dtype)
-    start = torch.randn(33, 9, generator=gen, dtype=dtype)
+    coef = torch.rand(channels, generator=gen, dtype=dtype)
+    start = torch.randn(33, channels, generator=gen, dtype=dtype)
     tol = 1e-6 if dtype == torch.float32 else 1e-13
 
     gathered = cpu_kernel.add_gathered_rows_(start.clone(), src, index, coef)
@@ -281,7 +283,7 @@ def test_row_kernels_match_float64_reference(each_cpu_kernel, dtype):
     torch.testing.assert_close(gathered.double(), expected, rtol=tol, atol=tol)
 
     # Scattered: repeated indices (7 three times) add up; rows no index names stay as they were.
-    target = torch.randn(40, 9, generator=gen, dtype=dtype)
+    target = torch.randn(40, channels, generator=gen, dtype=dtype)
     scattered = cpu_kernel.add_scattered_rows_(target.clone(), index, start, coef)
     reference = target.double().clone()
     for b, i in enumerate(index.tolist()):
@@ -302,12 +304,14 @@ def test_row_kernels_take_scalar_coefficients_and_non_contiguous_rows(each_cpu_k
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("per_channel", [True, False])
-def test_product_with_an_add_matches_dense_float64(each_cpu_kernel, dtype, per_channel):
+@pytest.mark.parametrize("channels", [6, 83])  # single channels; four, one vector and singles
+def test_product_with_an_add_matches_dense_float64(each_cpu_kernel, dtype, per_channel,
+                                                   channels):
     adj, dense = random_csr(50, 30, 0.2, 8, dtype, torch.int64)
     gen = torch.Generator().manual_seed(9)
-    x = torch.randn(30, 6, generator=gen, dtype=dtype)
-    add = torch.randn(50, 6, generator=gen, dtype=dtype)
-    coef = (torch.rand(6, generator=gen, dtype=dtype) if per_channel
+    x = torch.randn(30, channels, generator=gen, dtype=dtype)
+    add = torch.randn(50, channels, generator=gen, dtype=dtype)
+    coef = (torch.rand(channels, generator=gen, dtype=dtype) if per_channel
             else torch.tensor(0.3, dtype=dtype))
     out = csr_mm(adj, x, add=add, coef=coef)
     expected = dense @ x.double() + coef.double() * add.double()

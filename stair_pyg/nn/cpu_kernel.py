@@ -94,23 +94,28 @@ def _build() -> Any:
     # The first call of each kernel below compiles it, or loads it from numba's cache.
     kernels = importlib.import_module("stair_pyg.nn._numba_kernels")
 
+    # A 2 x 2 matrix on 82 channels: four vectors, one vector and two single channels of
+    # float32 per row, each kernel path once.
     crow, col = np.array([0, 1, 2], dtype=np.int64), np.array([1, 0], dtype=np.int64)
-    val, x = np.array([2.0, 3.0], dtype=np.float32), np.eye(2, dtype=np.float32)
-    out, out_t = np.empty_like(x), np.empty_like(x)
+    val = np.array([2.0, 3.0], dtype=np.float32)
+    x = np.repeat(np.eye(2, dtype=np.float32), 41, axis=1)
+    weights = np.full((1, 82), 0.5, dtype=np.float32)
+    out, out_t, out_add = np.empty_like(x), np.empty_like(x), np.empty_like(x)
     torch_threads = torch.get_num_threads()
-    kernels.csr_mm_rows(crow, col, val, x, out, x[:0], val, 1, PREFETCH_DISTANCE)
-    kernels.csr_mm_t_rows(crow, col, val, x, out_t, PREFETCH_DISTANCE)
+    kernels.csr_mm_rows(crow, col, val, x, out, x[:0], weights, 1, PREFETCH_DISTANCE)
     _give_torch_its_threads(torch_threads)  # the process's first parallel numba call
-    expected = np.array([[0.0, 2.0], [3.0, 0.0]], dtype=np.float32)
-    out_add = np.empty_like(x)
-    kernels.csr_mm_rows(crow, col, val, x, out_add, x, val, 1, PREFETCH_DISTANCE)
-    if not (np.array_equal(out, expected) and np.array_equal(out_t, expected.T)
-            and np.array_equal(out_add, expected + np.diag(val))):
+    kernels.csr_mm_t_rows(crow, col, val, x, out_t, PREFETCH_DISTANCE)
+    kernels.csr_mm_rows(crow, col, val, x, out_add, x, weights, 1, PREFETCH_DISTANCE)
+    expected = np.repeat(np.array([[0.0, 2.0], [3.0, 0.0]], dtype=np.float32), 41, axis=1)
+    expected_t = np.repeat(np.array([[0.0, 3.0], [2.0, 0.0]], dtype=np.float32), 41, axis=1)
+    if not (np.array_equal(out, expected) and np.array_equal(out_t, expected_t)
+            and np.array_equal(out_add, expected + 0.5 * x)):
         raise RuntimeError("the numba kernels computed a wrong 2 x 2 product")
-    rows = np.zeros((2, 2), dtype=np.float32)
-    kernels.add_gathered_rows(rows, x, col, val, 1)  # rows[b] += val * x[col[b]]
-    kernels.add_scattered_rows(rows, np.array([1, 1]), x, val, 1)  # rows[1] += val * x[0] + ...
-    if not np.array_equal(rows, np.array([[0.0, 3.0], [4.0, 3.0]], dtype=np.float32)):
+    rows = np.zeros((2, 82), dtype=np.float32)
+    kernels.add_gathered_rows(rows, x, col, weights, 1)  # rows[b] += x[col[b]] / 2
+    kernels.add_scattered_rows(rows, np.array([1, 1]), x, weights, 1)  # rows[1] += x[0] / 2 ...
+    if not np.array_equal(rows, np.repeat(np.array([[0.0, 0.5], [1.0, 0.5]],
+                                                   dtype=np.float32), 41, axis=1)):
         raise RuntimeError("the numba row kernels computed wrong rows")
     return numba, kernels
 
@@ -222,11 +227,11 @@ def csr_mm_numba(adj: Tensor, x: Tensor, add: Optional[Tensor] = None,
         return out.zero_() if add is None else out.copy_(add * coef)
     if add is None:  # no rows to add: the kernel's flag (one empty array per dtype)
         if x.dtype not in _NOTHING_TO_ADD:
-            _NOTHING_TO_ADD[x.dtype] = (x.numpy()[:0].copy(), x.numpy()[0].copy())
+            _NOTHING_TO_ADD[x.dtype] = (x.numpy()[:0].copy(), x.numpy()[:1, :1].copy())
         add_rows, weights = _NOTHING_TO_ADD[x.dtype]
     else:
         add_rows = add.detach().contiguous().numpy()
-        weights = coef.detach().to(x.dtype).expand(x.size(1)).contiguous().numpy()
+        weights = coef.detach().to(x.dtype).expand(1, x.size(1)).contiguous().numpy()
     kernels.csr_mm_rows(*_csr_arrays(adj), x.numpy(), out.numpy(), add_rows, weights,
                         threads * _RANGES_PER_THREAD, PREFETCH_DISTANCE)
     _give_torch_its_threads(torch_threads)
@@ -239,7 +244,7 @@ def add_gathered_rows_(out: Tensor, src: Tensor, index: Tensor, coef: Tensor) ->
     ``addcmul_``. :obj:`index` must lie in ``[0, len(src))``. Returns :obj:`out`."""
     if _rows_kernel_takes(out, src, index, coef):
         _kernels()[1].add_gathered_rows(out.numpy(), src.detach().numpy(), index.numpy(),
-                                        coef.detach().numpy(), PREFETCH_DISTANCE)
+                                        coef.detach().view(1, -1).numpy(), PREFETCH_DISTANCE)
         return out
     return out.addcmul_(src.index_select(0, index), coef)
 
@@ -250,7 +255,7 @@ def add_scattered_rows_(out: Tensor, index: Tensor, src: Tensor, coef: Tensor) -
     ``[0, len(out))``. Returns :obj:`out`."""
     if _rows_kernel_takes(out, src, index, coef):
         _kernels()[1].add_scattered_rows(out.numpy(), index.numpy(), src.detach().numpy(),
-                                         coef.detach().numpy(), PREFETCH_DISTANCE)
+                                         coef.detach().view(1, -1).numpy(), PREFETCH_DISTANCE)
         return out
     return out.index_add_(0, index, src * coef)
 
