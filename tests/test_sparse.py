@@ -135,7 +135,8 @@ def random_sparse(n, density, seed, symmetric):
 @pytest.mark.parametrize("symmetric", [True, False])
 @pytest.mark.parametrize("num_layers", [0, 1, 3, 4])
 @pytest.mark.parametrize("max_fraction", [0.0, 0.5, 1.0])
-def test_receptive_field_hops_are_exact_rows_of_dense_powers(symmetric, num_layers, max_fraction):
+def test_receptive_field_hops_are_exact_rows_of_dense_powers(symmetric, num_layers, max_fraction,
+                                                             each_cpu_kernel):
     n = 60
     dense = random_sparse(n, 0.04, seed=num_layers, symmetric=symmetric)
     adj = SparseAdj(dense.to_sparse_csr())
@@ -162,7 +163,7 @@ def test_receptive_field_hops_are_exact_rows_of_dense_powers(symmetric, num_laye
     torch.testing.assert_close(x.grad, x_ref.grad)
 
 
-def test_receptive_field_restricts_to_the_rows_needed():
+def test_receptive_field_restricts_to_the_rows_needed(each_cpu_kernel):
     n = 80
     dense = random_sparse(n, 0.03, seed=5, symmetric=True)
     adj = SparseAdj(dense.to_sparse_csr())

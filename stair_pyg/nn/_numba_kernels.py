@@ -295,3 +295,38 @@ def add_scattered_rows(out, index, src, coef, distance):  # pragma: no cover - c
                                                  load_vector(src, b, c)))
         for k in range(whole, channels):
             out[j, k] += coef[0, k] * src[b, k]
+
+
+@_jit(parallel=False)
+def gather_member_rows(crow, col, val, member, wanted, max_nnz):  # pragma: no cover - compiled
+    r"""The rows ``i`` with ``member[i]``, in order, and their CSR arrays: ``(True, rows, crow,
+    col, val, reached)``, where ``reached`` is :obj:`wanted` with every column those rows read
+    marked too; one pass over :obj:`member` and one over the rows' non-zeros. Once the rows
+    hold more than :obj:`max_nnz` non-zeros, ``(False, ...)`` with empty arrays, after the
+    first pass only."""
+    count, total = 0, 0
+    for i in range(member.shape[0]):
+        if member[i]:
+            count += 1
+            total += crow[i + 1] - crow[i]
+    if total > max_nnz:
+        return False, np.empty(0, np.int64), crow[:0].copy(), col[:0].copy(), val[:0].copy(), \
+            member[:0].copy()
+    rows = np.empty(count, np.int64)
+    sub_crow = np.empty(count + 1, crow.dtype)
+    sub_col = np.empty(total, col.dtype)
+    sub_val = np.empty(total, val.dtype)
+    reached = wanted.copy()
+    sub_crow[0] = 0
+    k, q = 0, 0
+    for i in range(member.shape[0]):
+        if member[i]:
+            rows[k] = i
+            for p in range(crow[i], crow[i + 1]):
+                sub_col[q] = col[p]
+                sub_val[q] = val[p]
+                reached[col[p]] = True
+                q += 1
+            k += 1
+            sub_crow[k] = q
+    return True, rows, sub_crow, sub_col, sub_val, reached

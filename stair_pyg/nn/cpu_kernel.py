@@ -238,6 +238,25 @@ def csr_mm_numba(adj: Tensor, x: Tensor, add: Optional[Tensor] = None,
     return out
 
 
+def gather_member_rows(crow: Tensor, col: Tensor, val: Tensor, member: Tensor, wanted: Tensor,
+                       max_nnz: float) -> Optional[Tuple[Tensor, Tuple[Tensor, Tensor, Tensor],
+                                                         Tensor]]:
+    r"""The rows a boolean :obj:`member` marks, of the CSR matrix with arrays :obj:`crow`,
+    :obj:`col`, :obj:`val` (CPU, one index dtype for both): ``(rows, (crow, col, val) of those
+    rows, reached)`` with ``reached`` :obj:`wanted` (boolean, one per column) plus every column
+    the rows read; :obj:`None` where the rows hold more than :obj:`max_nnz` non-zeros. One
+    numba pass (:func:`~stair_pyg.nn.sparse.receptive_field` runs it once per hop, with every
+    batch); the caller checks :func:`supports` first."""
+    fits, rows, sub_crow, sub_col, sub_val, reached = _kernels()[1].gather_member_rows(
+        crow.numpy(), col.numpy(), val.detach().numpy(), member.numpy(), wanted.numpy(),
+        float(max_nnz))
+    if not fits:
+        return None
+    return (torch.from_numpy(rows),
+            (torch.from_numpy(sub_crow), torch.from_numpy(sub_col), torch.from_numpy(sub_val)),
+            torch.from_numpy(reached))
+
+
 def add_gathered_rows_(out: Tensor, src: Tensor, index: Tensor, coef: Tensor) -> Tensor:
     r"""``out += coef * src[index]`` in place (:obj:`coef` ``[d]``, one weight per channel):
     one pass with the numba kernel where it is selected, else ``index_select`` and
@@ -273,4 +292,5 @@ def _rows_kernel_takes(out: Tensor, src: Tensor, index: Tensor, coef: Tensor) ->
 
 
 __all__ = ["CPU_KERNELS", "PREFETCH_DISTANCE", "add_gathered_rows_", "add_scattered_rows_",
-           "cpu_kernel", "csr_mm_numba", "csr_mm_t_numba", "numba_available", "set_cpu_kernel"]
+           "cpu_kernel", "csr_mm_numba", "csr_mm_t_numba", "gather_member_rows",
+           "numba_available", "set_cpu_kernel"]

@@ -199,13 +199,11 @@ def receptive_field(adj: SparseAdj, index: Tensor, num_layers: int, max_fraction
     gathered: List[Optional[Tuple[Tensor, Tensor, Tensor]]] = [None] * (num_layers + 1)
     member = wanted
     for layer in range(num_layers, 0, -1):
-        nodes = member.nonzero().squeeze(1)
-        count = crow.index_select(0, nodes + 1) - crow.index_select(0, nodes)
-        if int(count.sum()) > max_fraction * max(col.numel(), 1):
+        found = _member_rows(crow, col, val, member, wanted,
+                             max_fraction * max(col.numel(), 1))
+        if found is None:
             break
-        rows[layer] = nodes
-        gathered[layer] = _gather_rows(crow, col, val, nodes)
-        member = wanted.clone().index_fill_(0, gathered[layer][1].long(), True)
+        rows[layer], gathered[layer], member = found
 
     def positions_of(nodes: Optional[Tensor]) -> Optional[Tensor]:
         if nodes is None:
@@ -221,7 +219,7 @@ def receptive_field(adj: SparseAdj, index: Tensor, num_layers: int, max_fraction
             continue
         sub_crow, sub_col, sub_val = gathered[layer]
         if pos[layer - 1] is not None:  # N(R_l) lies in R_{l-1}: every column has a position
-            sub_col = pos[layer - 1].index_select(0, sub_col)
+            sub_col = pos[layer - 1].index_select(0, sub_col).to(sub_crow.dtype)
         size = (rows[layer].numel(), n if rows[layer - 1] is None else rows[layer - 1].numel())
         # The transpose for the backward pass is formed only if csr_mm_t needs it.
         hops.append(SparseAdj(_csr(sub_crow, sub_col, sub_val, size), symmetric=False))
@@ -288,6 +286,23 @@ def series_rows(x: Tensor, adj: SparseAdj, coefs: List[Tensor], index: Tensor,
     """
     hops, positions = receptive_field(adj, index, len(coefs) - 1, max_fraction)
     return _SeriesRows.apply(x, hops, positions, spmm if hop is None else hop, *coefs)
+
+
+def _member_rows(crow: Tensor, col: Tensor, val: Tensor, member: Tensor, wanted: Tensor,
+                 max_nnz: float) -> Optional[Tuple[Tensor, Tuple[Tensor, Tensor, Tensor], Tensor]]:
+    r"""The rows :obj:`member` marks, their CSR arrays, and :obj:`wanted` with every column they
+    read marked too; :obj:`None` where they hold more than :obj:`max_nnz` non-zeros. One numba
+    pass where the kernel is selected (:func:`~stair_pyg.nn.cpu_kernel.gather_member_rows`),
+    else torch's operations."""
+    if col.device.type == "cpu" and col.dtype == crow.dtype and \
+            val.dtype in (torch.float32, torch.float64) and cpu_kernel.cpu_kernel() == "numba":
+        return cpu_kernel.gather_member_rows(crow, col, val, member, wanted, max_nnz)
+    nodes = member.nonzero().squeeze(1)
+    count = crow.index_select(0, nodes + 1) - crow.index_select(0, nodes)
+    if int(count.sum()) > max_nnz:
+        return None
+    sub = _gather_rows(crow, col, val, nodes)
+    return nodes, sub, wanted.clone().index_fill_(0, sub[1].long(), True)
 
 
 def _gather_rows(crow: Tensor, col: Tensor, val: Tensor,
