@@ -95,8 +95,9 @@ def _build() -> Any:
     kernels = importlib.import_module("stair_pyg.nn._numba_kernels")
 
     # A 2 x 2 matrix on 82 channels: four vectors, one vector and two single channels of
-    # float32 per row, each kernel path once.
-    crow, col = np.array([0, 1, 2], dtype=np.int64), np.array([1, 0], dtype=np.int64)
+    # float32 per row, each kernel path once; 32-bit indices, as the library's matrices have
+    # wherever they fit (to_csr), so that training loads nothing more.
+    crow, col = np.array([0, 1, 2], dtype=np.int32), np.array([1, 0], dtype=np.int32)
     val = np.array([2.0, 3.0], dtype=np.float32)
     x = np.repeat(np.eye(2, dtype=np.float32), 41, axis=1)
     weights = np.full((1, 82), 0.5, dtype=np.float32)
@@ -112,11 +113,18 @@ def _build() -> Any:
             and np.array_equal(out_add, expected + 0.5 * x)):
         raise RuntimeError("the numba kernels computed a wrong 2 x 2 product")
     rows = np.zeros((2, 82), dtype=np.float32)
-    kernels.add_gathered_rows(rows, x, col, weights, 1)  # rows[b] += x[col[b]] / 2
+    index = col.astype(np.int64)
+    kernels.add_gathered_rows(rows, x, index, weights, 1)  # rows[b] += x[index[b]] / 2
     kernels.add_scattered_rows(rows, np.array([1, 1]), x, weights, 1)  # rows[1] += x[0] / 2 ...
     if not np.array_equal(rows, np.repeat(np.array([[0.0, 0.5], [1.0, 0.5]],
                                                    dtype=np.float32), 41, axis=1)):
         raise RuntimeError("the numba row kernels computed wrong rows")
+    member, wanted = np.array([False, True]), np.array([True, False])
+    fits, nodes, sub_crow, sub_col, _, reached = kernels.gather_member_rows(
+        crow, col, val, member, wanted, 1.0)
+    if not (fits and nodes.tolist() == [1] and sub_crow.tolist() == [0, 1]
+            and sub_col.tolist() == [0] and reached.tolist() == [True, False]):
+        raise RuntimeError("the numba receptive-field kernel gathered wrong rows")
     return numba, kernels
 
 

@@ -46,6 +46,7 @@ from torch import Tensor
 from stair_pyg.data.hetero import EDGE, RecDataset, num_users_items
 from stair_pyg.eval.evaluator import COLD_PREFIX, block_plan, evaluate
 from stair_pyg.models.base import Recommender
+from stair_pyg.nn import cpu_kernel
 from stair_pyg.train import checkpoint as ckpt
 from stair_pyg.train import distributed
 from stair_pyg.train.checkpoint import TrainingState
@@ -118,6 +119,10 @@ class Trainer:
         self.rank, self.world_size = distributed.rank_and_world_size()
         self.is_main = self.rank == 0
         self.device = resolve_device(cfg.device, self.world_size)
+        if self.device.type == "cpu":
+            # The numba kernels load from numba's cache (or compile) on first use, half a second
+            # or more: here, at set-up, rather than inside the first timed epoch.
+            cpu_kernel.cpu_kernel()
         self.model = model.to(self.device)
         self.optimizer = model.configure_optimizer(cfg.lr, cfg.weight_decay)
         self.num_users, self.num_items = num_users_items(dataset.data)
