@@ -44,6 +44,8 @@ def test_stair_add_items_keeps_old_scores_and_places_copies_near_their_originals
     new = {m: x[[3, 7, 11]].clone() for m, x in feats.items()}
     ids = model.add_items(new)
     assert ids.tolist() == [60, 61, 62] and model.num_items == 63
+    users_w, items_w = model.user_embedding.weight, model.item_embedding.weight
+    assert items_w.data_ptr() == users_w.data_ptr() + users_w.numel() * users_w.element_size()
     with torch.no_grad():
         users1, items1 = model.get_embedding()
     assert torch.equal(users0, users1) and torch.equal(items0, items1[:60])  # bit for bit

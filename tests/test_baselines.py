@@ -144,6 +144,21 @@ def test_lightgcn_loss_is_bpr_plus_layer0_norm():
         torch.testing.assert_close(a, b)
 
 
+def test_lightgcn_tables_share_one_block_and_train_as_separate_tables_do():
+    import copy
+
+    data, edges = random_graph()
+    model = LightGCN.from_data(data, embedding_dim=8, num_layers=2)
+    users_w, items_w = model.user_embedding.weight, model.item_embedding.weight
+    assert items_w.data_ptr() == users_w.data_ptr() + users_w.numel() * users_w.element_size()
+    separate = copy.deepcopy(model)  # each parameter cloned into its own memory
+    users, pos, neg = batch(edges, 20)
+    for m in (model, separate):
+        m.recommendation_loss(users, pos, neg).backward()
+    for a, b in zip(model.parameters(), separate.parameters()):
+        torch.testing.assert_close(a.grad, b.grad, rtol=0, atol=0)
+
+
 def test_lightgcn_rejects_bad_input():
     data, _ = random_graph()
     with pytest.raises(ValueError, match="num_layers"):

@@ -194,3 +194,48 @@ def test_batch_loss_gradient_equals_full_propagation_gradient():
     torch.testing.assert_close(loss, full)
     torch.testing.assert_close(grads[0], model.user_embedding.weight.grad)
     torch.testing.assert_close(grads[1], model.item_embedding.weight.grad)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_shared_tables_stack_without_a_copy_and_differentiate_like_cat(dtype):
+    from stair_pyg.models.base import share_storage, stacked_rows
+
+    gen = torch.Generator().manual_seed(0)
+    top = torch.nn.Parameter(torch.randn(5, 3, generator=gen, dtype=dtype))
+    bottom = torch.nn.Parameter(torch.randn(4, 3, generator=gen, dtype=dtype))
+    before = torch.cat([top, bottom]).detach().clone()
+    share_storage(top, bottom)
+    assert torch.equal(torch.cat([top, bottom]), before)  # values kept
+    x = stacked_rows(top, bottom)
+    assert x.data_ptr() == top.data_ptr() and torch.equal(x, before)  # a view, no copy
+    weights = torch.randn(9, 3, generator=gen, dtype=torch.float64)
+    (x.double() * weights).sum().backward()
+    torch.testing.assert_close(top.grad.double(), weights[:5])
+    torch.testing.assert_close(bottom.grad.double(), weights[5:])
+    with torch.no_grad():  # an optimizer's in-place update of one table shows in the next stack
+        bottom.add_(1.0)
+    assert torch.equal(stacked_rows(top, bottom)[5:], before[5:] + 1)
+    # Tables in separate memory are concatenated: the same values.
+    a, b = torch.randn(2, 3, dtype=dtype), torch.randn(3, 3, dtype=dtype)
+    y = stacked_rows(a, b)
+    assert y.data_ptr() != a.data_ptr() and torch.equal(y, torch.cat([a, b]))
+    assert torch.equal(stacked_rows(b[1:], b[:1]), torch.cat([b[1:], b[:1]]))  # wrong order
+
+
+def test_stair_tables_share_one_block_and_train_as_separate_tables_do():
+    model = STAIR.from_data(make_data(num_users=50, num_items=60), embedding_dim=8)
+    users_w, items_w = model.user_embedding.weight, model.item_embedding.weight
+    assert items_w.data_ptr() == users_w.data_ptr() + users_w.numel() * users_w.element_size()
+    separate = copy.deepcopy(model)  # deepcopy clones each parameter into its own memory
+    assert separate.item_embedding.weight.data_ptr() != \
+        separate.user_embedding.weight.data_ptr() + users_w.numel() * users_w.element_size()
+    gen = torch.Generator().manual_seed(4)
+    users = torch.randint(1, 50, (12,), generator=gen)
+    pos, neg = torch.randint(0, 60, (12,), generator=gen), torch.randint(0, 60, (12,), generator=gen)
+    for m in (model, separate):
+        m.recommendation_loss(users, pos, neg).backward()
+    for a, b in zip(model.parameters(), separate.parameters()):
+        torch.testing.assert_close(a.grad, b.grad, rtol=0, atol=0)
+    with torch.no_grad():
+        for a, b in zip(model.get_embedding(), separate.get_embedding()):
+            torch.testing.assert_close(a, b, rtol=0, atol=0)

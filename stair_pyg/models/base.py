@@ -20,6 +20,50 @@ def bpr_loss(pos_score: Tensor, neg_score: Tensor) -> Tensor:
     return torch.nn.functional.softplus(neg_score - pos_score).mean()
 
 
+class _Stacked(torch.autograd.Function):
+    r"""Two row blocks that lie one after the other in memory as the one tensor they form, a
+    view (no copy); the gradient splits into views of the incoming one."""
+
+    @staticmethod
+    def forward(ctx, top: Tensor, bottom: Tensor) -> Tensor:  # type: ignore[override]
+        ctx.rows = top.size(0)
+        return top.as_strided((top.size(0) + bottom.size(0), top.size(1)), top.stride())
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        return grad[:ctx.rows], grad[ctx.rows:]
+
+
+def _adjacent(top: Tensor, bottom: Tensor) -> bool:
+    return (top.dim() == 2 and bottom.dim() == 2 and top.size(1) == bottom.size(1)
+            and top.dtype == bottom.dtype and top.device == bottom.device
+            and top.is_contiguous() and bottom.is_contiguous()
+            and top.untyped_storage().data_ptr() == bottom.untyped_storage().data_ptr()
+            and bottom.storage_offset() == top.storage_offset() + top.numel())
+
+
+def stacked_rows(top: Tensor, bottom: Tensor) -> Tensor:
+    r"""``torch.cat([top, bottom])`` of two ``[n, d]`` tables, differentiable in both: a view,
+    without the copy, where :obj:`bottom` follows :obj:`top` in the same memory (tables placed by
+    :func:`share_storage`), else the concatenation. The same values either way."""
+    if _adjacent(top, bottom):
+        return _Stacked.apply(top, bottom)
+    return torch.cat([top, bottom])
+
+
+@torch.no_grad()
+def share_storage(top: torch.nn.Parameter, bottom: torch.nn.Parameter) -> None:
+    r"""Moves two ``[n, d]`` parameters into one block of memory, :obj:`bottom`'s rows after
+    :obj:`top`'s (values, identities and gradients unchanged), so that :func:`stacked_rows`
+    reads them without a copy. A model whose propagation runs over users and items as one node
+    set (user rows first) calls it on its two tables: on a CPU that saves a copy of both tables
+    per training step (3% of a STAIR step on ``scientific``). Converting the model later
+    (another device or dtype) separates them again; :func:`stacked_rows` then concatenates."""
+    block = torch.cat([top, bottom])
+    top.data = block[:top.size(0)]
+    bottom.data = block[top.size(0):]
+
+
 def _plain(value: Any) -> Any:
     # Hyper-parameters as checkpoints store them: tuples become lists, mappings plain dicts.
     if isinstance(value, (list, tuple)):

@@ -9,7 +9,7 @@ from torch_geometric.data import HeteroData
 
 from stair_pyg.data.hetero import num_users_items, train_edge_index
 from stair_pyg.models._common import embedding_norm_loss, layer_mean
-from stair_pyg.models.base import Recommender, bpr_loss
+from stair_pyg.models.base import Recommender, bpr_loss, share_storage, stacked_rows
 from stair_pyg.nn.sparse import SparseAdj, SparseAdjBuffer, user_item_adjacency
 
 
@@ -68,6 +68,7 @@ class LightGCN(Recommender):
         self.reg_weight = float(reg_weight)
         self.user_embedding = torch.nn.Embedding(num_users, embedding_dim)
         self.item_embedding = torch.nn.Embedding(num_items, embedding_dim)
+        share_storage(self.user_embedding.weight, self.item_embedding.weight)
         self.adj = SparseAdjBuffer(adj)
         self.reset_parameters()
 
@@ -84,7 +85,7 @@ class LightGCN(Recommender):
     def propagate(self, index: Optional[Tensor] = None) -> Tensor:
         r"""The layer mean ``[U + I, d]`` (users first), or its rows :obj:`index` (computing only
         what they depend on)."""
-        x = torch.cat([self.user_embedding.weight, self.item_embedding.weight], dim=0)
+        x = stacked_rows(self.user_embedding.weight, self.item_embedding.weight)
         return layer_mean(self.adj.get(), x, self.num_layers, index)
 
     def get_embedding(self) -> Tuple[Tensor, Tensor]:

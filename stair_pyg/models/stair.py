@@ -13,7 +13,7 @@ from torch_geometric.typing import Adj, OptTensor
 
 from stair_pyg.data.hetero import modality_features, num_users_items, train_edge_index
 from stair_pyg.models._common import check_new_features
-from stair_pyg.models.base import Recommender, bpr_loss
+from stair_pyg.models.base import Recommender, bpr_loss, share_storage, stacked_rows
 from stair_pyg.nn.knn import METHODS as KNN_METHODS
 from stair_pyg.nn.knn import knn_cosine_to
 from stair_pyg.nn.modality_graph import modality_graph
@@ -99,6 +99,7 @@ class STAIR(Recommender):
 
         self.user_embedding = Embedding(self.num_users, self.embedding_dim)
         self.item_embedding = Embedding(self.num_items, self.embedding_dim)
+        share_storage(self.user_embedding.weight, self.item_embedding.weight)
         self.conv = StepwiseConv(self.embedding_dim, self.num_layers, self.gamma)
 
         # Graphs, none of them in the state_dict: the training interactions, the normalised
@@ -368,6 +369,7 @@ class STAIR(Recommender):
         self.item_embedding = Embedding(self.num_items + n, self.embedding_dim,
                                         device=weight.device, dtype=weight.dtype)
         self.item_embedding.weight.copy_(torch.cat([old.weight, layer0]))
+        share_storage(self.user_embedding.weight, self.item_embedding.weight)
         first = self.num_items
         self.num_items += n
         self.set_interactions(self.train_edge_index)
@@ -411,7 +413,7 @@ class STAIR(Recommender):
                 normalised by the layer. :obj:`None` uses the stored training graph.
             edge_weight (torch.Tensor, optional): Edge weights of an :obj:`edge_index` tensor.
         """
-        x = torch.cat([self.user_embedding.weight, self.item_embedding.weight], dim=0)
+        x = stacked_rows(self.user_embedding.weight, self.item_embedding.weight)
         if edge_index is None:
             out = self.conv(x, self.adjacency())
         else:
@@ -434,7 +436,7 @@ class STAIR(Recommender):
         """
         if embeddings is None:
             nodes = torch.cat([users, pos_items + self.num_users, neg_items + self.num_users])
-            x = torch.cat([self.user_embedding.weight, self.item_embedding.weight], dim=0)
+            x = stacked_rows(self.user_embedding.weight, self.item_embedding.weight)
             # The series of self.conv called directly: PyG's propagate turns a sparse matrix
             # into an edge list on every call (a pass over the non-zeros per hop), which costs
             # about 8% of a training step here and is needed by none of its users.
