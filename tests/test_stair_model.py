@@ -231,7 +231,8 @@ def test_stair_tables_share_one_block_and_train_as_separate_tables_do():
         separate.user_embedding.weight.data_ptr() + users_w.numel() * users_w.element_size()
     gen = torch.Generator().manual_seed(4)
     users = torch.randint(1, 50, (12,), generator=gen)
-    pos, neg = torch.randint(0, 60, (12,), generator=gen), torch.randint(0, 60, (12,), generator=gen)
+    pos = torch.randint(0, 60, (12,), generator=gen)
+    neg = torch.randint(0, 60, (12,), generator=gen)
     for m in (model, separate):
         m.recommendation_loss(users, pos, neg).backward()
     for a, b in zip(model.parameters(), separate.parameters()):
