@@ -173,7 +173,9 @@ def receptive_field(adj: SparseAdj, index: Tensor, num_layers: int, max_fraction
     forward and backward cost only the non-zeros of those rows. Once a hop's rows hold more than
     :obj:`max_fraction` of the non-zeros, that hop and every earlier one use all of :obj:`adj`
     (:math:`R_l` = every node). On ``sports`` with a batch of 1,024 triples (3,072 nodes), hop 3
-    touches about 12% of the non-zeros and hop 2 69%.
+    touches about 12% of the non-zeros and hop 2 69%. Each hop's rows are found and gathered in
+    one pass of the numba kernel where it is selected
+    (:func:`~stair_pyg.nn.cpu_kernel.gather_member_rows`), else with torch's operations.
 
     Args:
         adj (SparseAdj): Square :math:`A` ``[N, N]``.
