@@ -13,9 +13,10 @@ of non-zeros, one range at a time per thread, with as many threads as torch uses
 (:math:`Y = A X + c \odot Z`, the Horner form :func:`~stair_pyg.nn.propagate_series` runs
 without autograd), each sum starts from that term instead of zero. Why registers, and how
 numba is made to keep the sums there, is in :mod:`stair_pyg.nn._numba_kernels`: with the sums
-in memory, as numba's own loops keep them, the product of ``scientific`` took 15-17 ns a
-non-zero with :math:`X` in L2 or L3, against 8-13 ns now (one thread, the two kernels
-alternated in one process on a busy 2-core EPYC; 3-6 ns on a quiet one).
+in memory, as numba's own loops keep them, the product took 15.5-17 ns a non-zero on
+``scientific`` (:math:`X` in L3) and with :math:`X` in L2, against 8-13 and 10-12 ns now (one
+thread, the two kernels alternated in one process on a busy 2-core EPYC; 5.8 and 3.3 ns on a
+quiet one).
 
 A third serial kernel, :func:`gather_member_rows`, cuts one hop of a mini-batch's receptive
 field (:func:`~stair_pyg.nn.sparse.receptive_field`) in one pass: the rows a hop needs, their
@@ -265,7 +266,8 @@ def gather_member_rows(crow: Tensor, col: Tensor, val: Tensor, member: Tensor, w
     rows, reached)`` with ``reached`` :obj:`wanted` (boolean, one per column) plus every column
     the rows read; :obj:`None` where the rows hold more than :obj:`max_nnz` non-zeros. One
     numba pass (:func:`~stair_pyg.nn.sparse.receptive_field` runs it once per hop, with every
-    batch); the caller checks :func:`supports` first."""
+    batch); the caller checks that the numba kernel is selected and the values are float32 or
+    float64."""
     fits, rows, sub_crow, sub_col, sub_val, reached = _kernels()[1].gather_member_rows(
         crow.numpy(), col.numpy(), val.detach().numpy(), member.numpy(), wanted.numpy(),
         float(max_nnz))
