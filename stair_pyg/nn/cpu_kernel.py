@@ -258,6 +258,14 @@ def csr_mm_numba(adj: Tensor, x: Tensor, add: Optional[Tensor] = None,
     return out
 
 
+def supports_member_rows(crow: Tensor, col: Tensor, val: Tensor) -> bool:
+    r"""Whether the numba kernel is selected and takes these CSR arrays for
+    :func:`gather_member_rows`: on the CPU, one index dtype for both, float32 or float64
+    values."""
+    return (col.is_cpu and col.dtype == crow.dtype and val.dtype in (torch.float32, torch.float64)
+            and cpu_kernel() == "numba")
+
+
 def gather_member_rows(crow: Tensor, col: Tensor, val: Tensor, member: Tensor, wanted: Tensor,
                        max_nnz: float) -> Optional[Tuple[Tensor, Tuple[Tensor, Tensor, Tensor],
                                                          Tensor]]:
@@ -266,8 +274,7 @@ def gather_member_rows(crow: Tensor, col: Tensor, val: Tensor, member: Tensor, w
     rows, reached)`` with ``reached`` :obj:`wanted` (boolean, one per column) plus every column
     the rows read; :obj:`None` where the rows hold more than :obj:`max_nnz` non-zeros. One
     numba pass (:func:`~stair_pyg.nn.sparse.receptive_field` runs it once per hop, with every
-    batch); the caller checks that the numba kernel is selected and the values are float32 or
-    float64."""
+    batch); the caller checks :func:`supports_member_rows` first."""
     fits, rows, sub_crow, sub_col, sub_val, reached = _kernels()[1].gather_member_rows(
         crow.numpy(), col.numpy(), val.detach().numpy(), member.numpy(), wanted.numpy(),
         float(max_nnz))
@@ -316,4 +323,4 @@ def _rows_kernel_takes(out: Tensor, src: Tensor, index: Tensor, coef: Tensor) ->
 
 __all__ = ["CPU_KERNELS", "PREFETCH_DISTANCE", "add_gathered_rows_", "add_scattered_rows_",
            "cpu_kernel", "csr_mm_numba", "csr_mm_t_numba", "gather_member_rows",
-           "numba_available", "set_cpu_kernel"]
+           "numba_available", "set_cpu_kernel", "supports_member_rows"]

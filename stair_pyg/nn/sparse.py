@@ -296,8 +296,7 @@ def _member_rows(crow: Tensor, col: Tensor, val: Tensor, member: Tensor, wanted:
     read marked too; :obj:`None` where they hold more than :obj:`max_nnz` non-zeros. One numba
     pass where the kernel is selected (:func:`~stair_pyg.nn.cpu_kernel.gather_member_rows`),
     else torch's operations."""
-    if col.device.type == "cpu" and col.dtype == crow.dtype and \
-            val.dtype in (torch.float32, torch.float64) and cpu_kernel.cpu_kernel() == "numba":
+    if cpu_kernel.supports_member_rows(crow, col, val):
         return cpu_kernel.gather_member_rows(crow, col, val, member, wanted, max_nnz)
     nodes = member.nonzero().squeeze(1)
     count = crow.index_select(0, nodes + 1) - crow.index_select(0, nodes)
