@@ -1,3 +1,8 @@
+import copy
+import io
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -122,6 +127,38 @@ def test_recommender_moves_sparse_adj_buffers():
     assert model.adj.get().adj.dtype == torch.float64 and model.adj.get().symmetric
     assert "adj" not in dict(model.state_dict())
 
+
+
+@pytest.mark.parametrize("symmetric", [True, False])
+def test_sparse_adj_buffer_keeps_its_matrix_while_the_buffers_stay(symmetric):
+    dense = random_sparse(6, 0.3, seed=2, symmetric=symmetric)
+    holder = torch.nn.Module()
+    holder.adj = SparseAdjBuffer(SparseAdj(dense.float().to_sparse_csr()))
+    first = holder.adj.get()
+    assert holder.adj.get() is first  # built once
+    holder.adj.val.mul_(2.0)  # in place: the matrix aliases the buffers
+    torch.testing.assert_close(holder.adj.get().to_dense(), 2 * dense.float())
+    copied = copy.deepcopy(holder)  # the built matrix is not copied (CSR cannot be)
+    torch.testing.assert_close(copied.adj.get().to_dense(), 2 * dense.float())
+    assert copied.adj.get() is not first
+    holder.double()  # new buffers: a new matrix
+    assert holder.adj.get() is not first and holder.adj.get().adj.dtype == torch.float64
+    x = torch.randn(6, 3, dtype=torch.float64)
+    torch.testing.assert_close(holder.adj.get().adj @ x, 2 * dense @ x)
+    holder.adj.set(SparseAdj(dense.to_sparse_csr()))  # replaced: the new matrix
+    torch.testing.assert_close(holder.adj.get().to_dense(), dense)
+    buffer = io.BytesIO()
+    torch.save(holder, buffer)  # pickles without the built matrix
+
+
+def test_no_csr_notice_after_import():
+    # A fresh process: in this one, any earlier CSR tensor may have shown the notice already.
+    code = ("import warnings, torch, stair_pyg.nn.sparse\n"
+            "warnings.simplefilter('error')\n"
+            "torch.sparse_csr_tensor(torch.tensor([0, 1]), torch.tensor([0]), "
+            "torch.tensor([1.0]), (1, 1), check_invariants=False)\n")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
 
 def random_sparse(n, density, seed, symmetric):
     g = torch.Generator().manual_seed(seed)

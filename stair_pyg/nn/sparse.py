@@ -16,8 +16,7 @@ backward.
 from __future__ import annotations
 
 import warnings
-from contextlib import contextmanager
-from typing import Callable, Iterator, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -28,13 +27,19 @@ from torch_geometric.typing import Adj, OptTensor, SparseTensor
 from stair_pyg.nn import cpu_kernel
 
 
-@contextmanager
-def _csr_notice_silenced() -> Iterator[None]:
-    # torch warns once per process that CSR support is "in beta"; CSR is the layout this module
-    # is built on, so the notice says nothing to a user. Silenced only where CSR is created.
+def _consume_csr_notice() -> None:
+    r"""torch warns once per process, at its first CSR tensor, that CSR support is "in beta";
+    CSR is the layout this module is built on, so the notice says nothing to a user. One 1 x 1
+    CSR tensor made here, at import, with the notice silenced, uses up that one warning, so that
+    no later CSR tensor shows it (and no call needs a ``catch_warnings``, about 3 µs each, at
+    18 a training step)."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
-        yield
+        torch.sparse_csr_tensor(torch.tensor([0, 1]), torch.tensor([0]), torch.tensor([1.0]),
+                                (1, 1), check_invariants=False)
+
+
+_consume_csr_notice()
 
 
 class _SpMM(torch.autograd.Function):
@@ -332,24 +337,22 @@ def _transpose_arrays(crow: Tensor, col: Tensor, val: Tensor,
 
 
 def _csr(crow: Tensor, col: Tensor, val: Tensor, shape: Tuple[int, int]) -> Tensor:
-    with _csr_notice_silenced():
-        return to_csr(torch.sparse_csr_tensor(crow, col, val, shape, check_invariants=False))
+    return to_csr(torch.sparse_csr_tensor(crow, col, val, shape, check_invariants=False))
 
 
 def to_csr(adj: Tensor) -> Tensor:
     r"""Converts a torch sparse tensor (COO, CSR or CSC) to CSR with 32-bit indices where they
     fit (the index type the sparse BLAS kernels use, so no conversion happens per product)."""
-    with _csr_notice_silenced():
-        if adj.layout == torch.sparse_coo:
-            adj = adj.coalesce().to_sparse_csr()
-        elif adj.layout == torch.sparse_csc:
-            adj = adj.to_sparse_csr()
-        elif adj.layout != torch.sparse_csr:
-            raise TypeError(f"expected a torch sparse tensor, got layout {adj.layout}")
-        if adj.crow_indices().dtype == torch.int64 and adj._nnz() < 2 ** 31 - 1 and \
-                max(adj.shape) < 2 ** 31 - 1:
-            adj = torch.sparse_csr_tensor(adj.crow_indices().int(), adj.col_indices().int(),
-                                          adj.values(), adj.shape, check_invariants=False)
+    if adj.layout == torch.sparse_coo:
+        adj = adj.coalesce().to_sparse_csr()
+    elif adj.layout == torch.sparse_csc:
+        adj = adj.to_sparse_csr()
+    elif adj.layout != torch.sparse_csr:
+        raise TypeError(f"expected a torch sparse tensor, got layout {adj.layout}")
+    if adj.crow_indices().dtype == torch.int64 and adj._nnz() < 2 ** 31 - 1 and \
+            max(adj.shape) < 2 ** 31 - 1:
+        adj = torch.sparse_csr_tensor(adj.crow_indices().int(), adj.col_indices().int(),
+                                      adj.values(), adj.shape, check_invariants=False)
     return adj
 
 
@@ -505,7 +508,8 @@ class SparseAdjBuffer(torch.nn.Module):
     r"""A :class:`SparseAdj` held by a model: the arrays of its CSR form (and of its transpose,
     unless it is symmetric) are non-persistent buffers, so that ``model.to(device)`` moves it,
     ``copy.deepcopy(model)`` works (torch cannot deep-copy CSR tensors) and checkpoints hold
-    parameters only. :meth:`get` returns the :class:`SparseAdj` (no copy).
+    parameters only. :meth:`get` returns the :class:`SparseAdj` (no copy; the same object while
+    the buffers are the same tensors).
 
     Args:
         adj (SparseAdj): The matrix to hold.
@@ -519,6 +523,9 @@ class SparseAdjBuffer(torch.nn.Module):
         r"""Replaces the held matrix (keeps the device and dtype of :obj:`adj`)."""
         self.size_ = tuple(adj.shape)
         self.symmetric = bool(adj.symmetric)
+        # (the buffers, the SparseAdj made of them), built by get() and kept while the buffers
+        # stay the same tensors: a training step asks for it twice.
+        self._built: Optional[Tuple[Tuple[Tensor, ...], SparseAdj]] = None
         self.register_buffer("crow", adj.adj.crow_indices(), persistent=False)
         self.register_buffer("col", adj.adj.col_indices(), persistent=False)
         self.register_buffer("val", adj.adj.values(), persistent=False)
@@ -531,15 +538,28 @@ class SparseAdjBuffer(torch.nn.Module):
                 self.register_buffer(name, value, persistent=False)
 
     def get(self) -> SparseAdj:
-        with _csr_notice_silenced():
-            adj = torch.sparse_csr_tensor(self.crow, self.col, self.val, self.size_,
-                                          check_invariants=False)
-            if self.symmetric:
-                return SparseAdj(adj, adj, symmetric=True)
+        buffers = tuple(self._buffers.values())
+        if self._built is not None and all(a is b for a, b in zip(self._built[0], buffers)):
+            return self._built[1]  # the same buffers: the matrix built from them (it aliases them)
+        adj = torch.sparse_csr_tensor(self.crow, self.col, self.val, self.size_,
+                                      check_invariants=False)
+        if self.symmetric:
+            built = SparseAdj(adj, adj, symmetric=True)
+        else:
             adj_t = torch.sparse_csr_tensor(self.crow_t, self.col_t, self.val_t,
                                             (self.size_[1], self.size_[0]),
                                             check_invariants=False)
-        return SparseAdj(adj, adj_t, symmetric=False)
+            built = SparseAdj(adj, adj_t, symmetric=False)
+        self._built = (buffers, built)
+        return built
+
+    def _apply(self, fn, recurse: bool = True):
+        self._built = None  # the buffers may be replaced (another device or dtype)
+        return super()._apply(fn, recurse)
+
+    def __getstate__(self) -> Dict[str, Any]:
+        # Without the built matrix: torch can neither deep-copy nor pickle CSR tensors.
+        return {**super().__getstate__(), "_built": None}
 
     def extra_repr(self) -> str:
         return f"shape={self.size_}, nnz={self.col.numel()}, symmetric={self.symmetric}"
