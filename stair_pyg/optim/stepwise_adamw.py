@@ -181,11 +181,10 @@ class StepwiseAdamW(Optimizer):
                 state["step"] += 1
                 if self._use_fused(p):
                     # One pass of torch's kernel. For a smoothed parameter it runs on a zero
-                    # scratch tensor with lr -1 and no decay, which leaves +Delta in the scratch.
+                    # scratch tensor without decay, which leaves the step -lr * Delta there.
                     target = torch.zeros_like(p) if smoothed else p
                     fused_adamw_direction(target, grad, exp_avg, exp_avg_sq, state["step"],
-                                          lr=-1.0 if smoothed else lr, beta1=beta1,
-                                          beta2=beta2, eps=eps,
+                                          lr=lr, beta1=beta1, beta2=beta2, eps=eps,
                                           weight_decay=0.0 if smoothed else wd)
                     if smoothed:
                         directions.append(target)
@@ -200,8 +199,8 @@ class StepwiseAdamW(Optimizer):
                 bias_correction1 = 1.0 - beta1 ** step
                 bias_correction2_sqrt = math.sqrt(1.0 - beta2 ** step)
                 denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(eps)
-                if smoothed:
-                    directions.append(exp_avg / bias_correction1 / denom)
+                if smoothed:  # the step -lr * Delta
+                    directions.append(torch.div(exp_avg, denom).mul_(-lr / bias_correction1))
                 else:
                     p.addcdiv_(exp_avg, denom, value=-lr / bias_correction1)
 
@@ -209,10 +208,10 @@ class StepwiseAdamW(Optimizer):
                 delta = directions[0] if len(directions) == 1 else torch.cat(directions, dim=0)
                 graph = group["graph"]
                 adj = graph.get() if isinstance(graph, SparseAdjBuffer) else graph
-                with torch.no_grad():
+                with torch.no_grad():  # S(-lr * Delta) = -lr * S(Delta): S is linear
                     delta = propagate_series(delta, adj, self._coefficients(group, delta))
                 for p, d in zip(params, torch.split(delta, [p.size(0) for p in params])):
-                    p.mul_(1.0 - lr * wd).add_(d, alpha=-lr)
+                    torch.add(d, p, alpha=1.0 - lr * wd, out=p)  # decay and step in one pass
         return loss
 
     def _use_fused(self, p: Tensor) -> bool:
