@@ -344,9 +344,15 @@ def _safe_profile(name, ds, args, device, out_dir) -> Dict[str, Any]:
         return {"model": name, "error": traceback.format_exc()}
 
 
+#: The seconds a STAIR epoch on ``sports`` may take on the CPU (two threads): the goal of the
+#: CPU propagation work (it was 10 s before that).
+SPORTS_EPOCH_GOAL_S = 4.0
+
+
 def add_ratios(result: Dict[str, Any]) -> None:
     r"""Ratios to our LightGCN, and the goals: STAIR's epoch within 1.2x LightGCN's and below
-    every multimodal baseline's; its peak memory below theirs; a ``sports`` epoch within 10 s."""
+    every multimodal baseline's; its peak memory below theirs; a ``sports`` epoch within
+    :data:`SPORTS_EPOCH_GOAL_S`."""
     by = {r["model"]: r for r in result["models"] if "error" not in r}
     ref, stair, result["goals"] = by.get(REFERENCE), by.get("stair"), {}
     div = lambda r, k: r[k] / ref[k] if r.get(k) and ref.get(k) else float("nan")  # noqa
@@ -365,7 +371,7 @@ def add_ratios(result: Dict[str, Any]) -> None:
            "memory_below_multimodal": {m: (stair.get(key) or 0) < (by[m].get(key) or 0)
                                        for m in mm}}
     if Path(result["dataset"]["name"]).name == "sports":
-        out["sports_epoch_at_most_10s"] = stair["epoch_s"] <= 10.0
+        out["sports_epoch_within_goal"] = stair["epoch_s"] <= SPORTS_EPOCH_GOAL_S
     result["goals"] = out
 
 
@@ -438,8 +444,9 @@ def markdown_report(result: Dict[str, Any], absolute: bool) -> str:
         lines += ["", f"Goals: STAIR epoch ≤ 1.2× LightGCN: {_met(g['epoch_within_1.2x_lightgcn'])}"
                   f"; epoch below multimodal baselines: {_yes_no(g['epoch_below_multimodal'])}"
                   f"; peak memory below them: {_yes_no(g['memory_below_multimodal'])}"
-                  + (f"; sports epoch ≤ 10 s: {_met(g['sports_epoch_at_most_10s'])}"
-                     if "sports_epoch_at_most_10s" in g else "") + "."]
+                  + (f"; sports epoch ≤ {SPORTS_EPOCH_GOAL_S:g} s: "
+                     f"{_met(g['sports_epoch_within_goal'])}"
+                     if "sports_epoch_within_goal" in g else "") + "."]
     return "\n".join(lines)
 
 
