@@ -137,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
     from stair_pyg.nn import StepwiseConv
     from stair_pyg.nn.cpu_kernel import cpu_kernel, numba_available, set_cpu_kernel
     from stair_pyg.nn.sparse import csr_mm
-    from stair_pyg.train import resolve_device
+    from stair_pyg.train import resolve_device, tune_cpu_allocator
 
     if args.quick:
         args.dataset, args.num_interactions = "synthetic", 3000
@@ -146,6 +146,10 @@ def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
+    if device.type == "cpu":
+        # What training does (run_experiment), so that the products here run under the
+        # allocator settings of a training step.
+        tune_cpu_allocator()
     out = out_dir(args, f"propagation-{device.type}")
     torch.manual_seed(0)
     name = args.dataset
