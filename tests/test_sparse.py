@@ -128,7 +128,6 @@ def test_recommender_moves_sparse_adj_buffers():
     assert "adj" not in dict(model.state_dict())
 
 
-
 @pytest.mark.parametrize("symmetric", [True, False])
 def test_sparse_adj_buffer_keeps_its_matrix_while_the_buffers_stay(symmetric):
     dense = random_sparse(6, 0.3, seed=2, symmetric=symmetric)
@@ -159,6 +158,7 @@ def test_no_csr_notice_after_import():
             "torch.tensor([1.0]), (1, 1), check_invariants=False)\n")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
+
 
 def random_sparse(n, density, seed, symmetric):
     g = torch.Generator().manual_seed(seed)
