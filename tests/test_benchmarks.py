@@ -155,6 +155,11 @@ def test_propagation_quick(tmp_path):
     result = json.loads((out / "results.json").read_text())
     assert _positive(result["copy"]["bandwidth"])
     assert _positive(result["bytes_needed_per_pass"])
+    copy = result["copy"]  # the ceiling, in rounds alternated with the products alone
+    assert copy["rounds"] == 2
+    assert copy["bandwidth_range"][0] <= copy["bandwidth"] <= copy["bandwidth_range"][1]
+    low, high = copy["product_fraction_range"]
+    assert _positive(low) and low <= copy["product_fraction"] <= high
     from stair_pyg.nn.cpu_kernel import numba_available
 
     formats = {r["format"]: r for r in result["results"]}
@@ -168,6 +173,8 @@ def test_propagation_quick(tmp_path):
     gather = next(r for r in result["results"] if r.get("gather"))  # the second reference
     assert _positive(gather["forward_s"]) and _positive(gather["forward_of_ceiling"])
     table = (out / "table.md").read_text()
+    assert f"in those rounds the products with the {result['default_kernel']} kernel ran at " \
+        f"{100 * copy['product_fraction']:.1f}% of the copy of the same round" in table
     assert "in multiples of the gather's time: " + (
         "numba kernel " if numba_available() else "torch's product ") in table
     if numba_available():  # the numba kernel once more, its prefetching switched off
