@@ -233,7 +233,20 @@ def test_cli_bench_help(capsys):
     assert "--max-batches" in out and "--quick" in out and "--memory-limit-gib" in out
 
 
-def test_sweep_selects_on_validation_and_resumes(tmp_path):
+def _sweep_here(sweep, capsys, *args: str) -> str:
+    r"""``sweep.main(args)`` in this process, its output: for the runs that train nothing, which
+    need none of the 5 s of imports a new process costs. The lock a sweep holds "for the rest of
+    the process" is let go after it, as the end of its process would."""
+    capsys.readouterr()
+    try:
+        assert sweep.main(list(args)) == 0
+    finally:
+        while sweep._LOCKS:
+            sweep._LOCKS.pop().close()
+    return capsys.readouterr().out
+
+
+def test_sweep_selects_on_validation_and_resumes(tmp_path, bench_script, capsys):
     args = ("--quick", "--grid", "model.gamma=0.1,1.0", "--set", "train.epochs=3",
             "--final-seeds", "2", "--out", str(tmp_path))
     first = _run("sweep.py", *args)
@@ -248,9 +261,9 @@ def test_sweep_selects_on_validation_and_resumes(tmp_path):
                for r in result["runs"].values())
     assert "selected" in first.stdout
     # A restart with the same arguments reuses every finished run and trains nothing.
-    again = _run("sweep.py", *args)
-    assert "reusing 3 finished run(s)" in again.stdout
-    assert "run(s) on" not in again.stdout
+    again = _sweep_here(bench_script("sweep"), capsys, *args)
+    assert "reusing 3 finished run(s)" in again
+    assert "run(s) on" not in again
 
 
 def test_sweep_keeps_runs_of_changed_model_code_only_once_one_reproduces(tmp_path):
@@ -337,67 +350,69 @@ def test_packaged_grids_resolve_and_name_their_source(bench_script):
                 assert isinstance(node, (int, float)), (model, override, node)
 
 
-def test_leaderboard_runs_model_by_model_and_report_rebuilds_it(tmp_path, bench_script):
-    args = ("--quick", "--leaderboard", "--models", "bpr,lgmrec", "--set", "train.epochs=2",
+def test_leaderboard_runs_model_by_model_and_report_rebuilds_it(tmp_path, bench_script, capsys):
+    # content: the smallest packaged grid (3 points); lgmrec: none (one point). Every run trains
+    # in a process of its own (about 5 s of imports each), so the grids are kept small.
+    args = ("--quick", "--leaderboard", "--models", "content,lgmrec", "--set", "train.epochs=2",
             "--set", "train.patience=1", "--final-seeds", "2", "--out", str(tmp_path))
     first = _run("sweep.py", *args)
     result = json.loads((tmp_path / "sweep_leaderboard-quick.json").read_text())
-    bpr = result["models"]["bpr"]
-    assert len(bpr["points"]) == 7 and result["models"]["lgmrec"]["points"] == [[]]
-    assert bpr["final"]["seeds"] == [1, 2]
+    content = result["models"]["content"]
+    assert len(content["points"]) == 3 and result["models"]["lgmrec"]["points"] == [[]]
+    assert content["final"]["seeds"] == [1, 2]
     assert result["models"]["lgmrec"]["final"]["seeds"] == [1, 2]
     order = [line.split()[1] for line in first.stdout.splitlines()
-             if line.startswith("[sweep] bpr") or line.startswith("[sweep] lgmrec")]
-    assert order == ["bpr"] * 8 + ["lgmrec"] * 2  # one model's grid and seeds, then the next
+             if line.startswith("[sweep] content") or line.startswith("[sweep] lgmrec")]
+    assert order == ["content"] * 4 + ["lgmrec"] * 2  # one model's grid and seeds, the next
     assert "### Leaderboard: quick" in first.stdout and "2 †" in first.stdout
     # Every run had a process of its own, so each has a memory figure of its own.
     assert all(r["fresh_process"] and r["peak_memory_bytes"] > 0 for r in result["runs"].values())
-    # The figure beside the JSON: both models finished, so both have a score and a curve.
     sweep = bench_script("sweep")
+    report = lambda: _sweep_here(sweep, capsys, *args, "--report")  # noqa: E731
+    # The figure beside the JSON: both models finished, so both have a score and a curve.
     scores, curves = sweep.figure_data(result)
-    assert set(scores) == set(curves) == {"bpr", "lgmrec"}
+    assert set(scores) == set(curves) == {"content", "lgmrec"}
     assert list(scores) == sorted(scores, key=lambda m: -scores[m][0])  # best first
-    assert scores["bpr"] == (bpr["final"]["NDCG@20"]["mean"], bpr["final"]["NDCG@20"]["std"])
-    selected = result["runs"][json.dumps(["bpr", bpr["selected"], 1])]
-    assert curves["bpr"] == ([e for e, *_ in selected["curve"]],
-                             [v for _, v, *_ in selected["curve"]])
+    assert scores["content"] == (content["final"]["NDCG@20"]["mean"],
+                                 content["final"]["NDCG@20"]["std"])
+    selected = result["runs"][json.dumps(["content", content["selected"], 1])]
+    assert curves["content"] == ([e for e, *_ in selected["curve"]],
+                                 [v for _, v, *_ in selected["curve"]])
     figure = tmp_path / "sweep_leaderboard-quick.png"
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     figure.unlink()
-    report = _run("sweep.py", *args, "--report")
-    assert "run(s) ahead" not in report.stdout  # nothing trained
+    rebuilt = report()
+    assert "run(s) ahead" not in rebuilt  # nothing trained
     assert figure.is_file()  # rebuilt from the JSON
     table = lambda out: out[out.index("### Leaderboard"):out.index("Produced by")]  # noqa
-    assert table(report.stdout) == table(first.stdout)
+    assert table(rebuilt) == table(first.stdout)
     # An unfinished grid says how far it got and its best point so far (on validation).
     path = tmp_path / "sweep_leaderboard-quick.json"
     partial = json.loads(path.read_text())
-    dropped = json.dumps(["bpr", bpr["points"][-1], 1])
+    dropped = json.dumps(["content", content["points"][-1], 1])
     del partial["runs"][dropped]
     path.write_text(json.dumps(partial))
-    kept = [r for k, r in partial["runs"].items() if k.startswith('["bpr"') and r["seed"] == 1]
+    kept = [r for k, r in partial["runs"].items() if k.startswith('["content"') and r["seed"] == 1]
     best = max(kept, key=lambda r: r["valid"]["NDCG@20"])
-    line = next(x for x in _run("sweep.py", *args, "--report").stdout.splitlines()
-                if x.startswith("| bpr |"))
-    assert "6 of 7 grid points run; best so far " + " ".join(best["overrides"]) in line
+    line = next(x for x in report().splitlines() if x.startswith("| content |"))
+    assert "2 of 3 grid points run; best so far " + " ".join(best["overrides"]) in line
     assert f"valid NDCG@20 {best['valid']['NDCG@20']:.4f}" in line
     # A selected point with seeds still to run is not a finished row, and not a failed one.
     first_seed = partial["runs"][json.dumps(["lgmrec", [], 1])]
     del partial["runs"][json.dumps(["lgmrec", [], 2])]
     path.write_text(json.dumps(partial))
-    line = next(x for x in _run("sweep.py", *args, "--report").stdout.splitlines()
-                if x.startswith("| lgmrec |"))
+    line = next(x for x in report().splitlines() if x.startswith("| lgmrec |"))
     assert "1 of 2 seeds run; selected packaged: valid NDCG@20 " in line
     assert f"test {first_seed['test']['NDCG@20']:.4f} (seed 1)" in line
     assert "failed" not in line and "±" not in line
     # Unfinished rows have no score in the figure; their curve is the best point's so far.
     partial["models"]["lgmrec"]["final"] = sweep.summarise(
         [first_seed, sweep.NOT_RUN])
-    partial["models"]["bpr"]["selected"] = None
+    partial["models"]["content"]["selected"] = None
     scores, curves = sweep.figure_data(partial)
     assert "lgmrec" not in scores and curves["lgmrec"][1] == [v for _, v, *_ in
                                                               first_seed["curve"]]
-    assert curves["bpr"][1] == [v for _, v, *_ in best["curve"]]
+    assert curves["content"][1] == [v for _, v, *_ in best["curve"]]
 
 
 def test_a_second_sweep_into_the_same_json_is_refused(bench_script, tmp_path):
