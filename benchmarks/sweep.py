@@ -11,8 +11,9 @@ config's dataset. ``--leaderboard`` is the results table: every model, each over
 its packaged config, under one protocol (:data:`LEADERBOARD`), as ``### Leaderboard: <config>``.
 Runs go to ``--jobs`` processes, model by model; the JSON
 (``benchmarks/results/sweep_<name>.json``) is rewritten after every run, a restart with the same
-settings reuses the finished runs (after a change to a model's source file, once one of its runs
-has been reproduced by the changed code; otherwise they run again). Beside the JSON goes a figure,
+settings reuses the finished runs (after a change to the code a model's runs execute, its own
+module or any ``stair_pyg`` module it or the trainer imports, once one of its runs has been
+reproduced by the changed code; otherwise they run again). Beside the JSON goes a figure,
 ``sweep_<name>.png``: each finished model's test score (mean ± std over its seeds) and the
 validation curve of each model's selected point. ``--report`` rebuilds the tables and the figure
 from the JSON alone.
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import itertools
 import json
 import os
@@ -141,16 +143,88 @@ def run_point(config: Dict[str, Any], overrides: List[str], seed: int) -> Dict[s
             "valid": numbers(result["valid"]), "test": numbers(result["test"])}
 
 
-def code_version(model: str) -> str:
-    r"""A fingerprint of :obj:`model`'s source file: a finished run is reused only by a sweep
-    whose model code and config are both unchanged (the shared trainer is not fingerprinted)."""
-    import hashlib
+#: The module a sweep's worker trains with; the code it imports counts for every model.
+TRAINING_ENTRY = "stair_pyg.train.experiment"
+
+
+@functools.lru_cache(maxsize=None)
+def _imported_modules(name: str) -> Tuple[str, ...]:
+    r"""The ``stair_pyg`` modules module :obj:`name`'s source imports, read from the source
+    (imports inside functions and ``importlib.import_module("...")`` of a literal name included,
+    since those run too), with the packages each one is imported through."""
+    import ast
+    import importlib.util
+
+    spec = importlib.util.find_spec(name)
+    tree = ast.parse(_source(name))
+    package = name if spec.submodule_search_locations is not None else name.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = package.rsplit(".", node.level - 1)[0] if node.level else ""
+            module = ".".join(part for part in (base, node.module or "") if part)
+            found.add(module)
+            found.update(f"{module}.{alias.name}" for alias in node.names)  # submodules
+        elif (isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "import_module"
+              and node.args and isinstance(node.args[0], ast.Constant)
+              and isinstance(node.args[0].value, str)):
+            found.add(node.args[0].value)
+    modules = set()
+    for module in found:
+        if module.split(".")[0] != "stair_pyg":
+            continue
+        try:
+            if importlib.util.find_spec(module) is None:
+                continue
+        except (ImportError, ValueError):  # a name imported from a module, not a module
+            continue
+        parts = module.split(".")
+        modules.update(".".join(parts[:i]) for i in range(1, len(parts) + 1))
+    return tuple(sorted(modules))
+
+
+def _source(module: str) -> bytes:
+    r"""The source file of :obj:`module`, as bytes."""
+    import importlib.util
+
+    return Path(importlib.util.find_spec(module).origin).read_bytes()
+
+
+def code_modules(model: str) -> List[str]:
+    r"""The code a run of :obj:`model` executes: its model's module and every ``stair_pyg``
+    module that it or the training entry (:data:`TRAINING_ENTRY`) imports, transitively
+    (:func:`_imported_modules`), the other models' modules excepted (the registry imports them
+    all; they do not run)."""
     import inspect
 
     from stair_pyg.models import MODELS
 
-    source = inspect.getsource(inspect.getmodule(MODELS[model]))
-    return hashlib.sha256(source.encode()).hexdigest()[:12]
+    own = inspect.getmodule(MODELS[model]).__name__
+    others = {inspect.getmodule(cls).__name__ for cls in MODELS.values()} - {own}
+    seen, todo = set(), [own, TRAINING_ENTRY]
+    while todo:
+        module = todo.pop()
+        if module in seen or module in others:
+            continue
+        seen.add(module)
+        todo.extend(_imported_modules(module))
+    return sorted(seen)
+
+
+def code_version(model: str) -> str:
+    r"""A fingerprint of the code a run of :obj:`model` executes (:func:`code_modules`: the
+    model, the layers, kernels and optimizer it uses, the trainer, the data loading and the
+    evaluation): a finished run is reused only by a sweep whose fingerprint and config are
+    both unchanged, and after a change only once the changed code has reproduced one of the
+    model's runs (:func:`reproduces`)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for module in code_modules(model):
+        digest.update(module.encode() + b"\0" + _source(module))
+    return digest.hexdigest()[:12]
 
 
 def reproduces(new: Dict[str, Any], old: Dict[str, Any]) -> bool:

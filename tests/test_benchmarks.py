@@ -301,6 +301,29 @@ def test_sweep_keeps_runs_of_changed_model_code_only_once_one_reproduces(tmp_pat
                 if line.startswith("[sweep] stair ")]) == 3
 
 
+def test_sweep_fingerprint_covers_the_code_a_models_runs_execute(bench_script, monkeypatch):
+    sweep = bench_script("sweep")
+    stair, bpr = set(sweep.code_modules("stair")), set(sweep.code_modules("bpr"))
+    # The model, its layers and kernels (the numba ones are imported inside a function, by
+    # name), its optimizer, the trainer, data loading and evaluation; no other model, no CLI.
+    assert {"stair_pyg.models.stair", "stair_pyg.nn.sparse", "stair_pyg.nn._numba_kernels",
+            "stair_pyg.optim.stepwise_adamw", "stair_pyg.train.trainer",
+            "stair_pyg.data.mmrec", "stair_pyg.eval.metrics", "stair_pyg.nn"} <= stair
+    assert not {"stair_pyg.models.bpr", "stair_pyg.models.freedom", "stair_pyg.cli",
+                "stair_pyg.profiling.bench"} & stair
+    assert "stair_pyg.models.bpr" in bpr and "stair_pyg.models.stair" not in bpr
+    before = {m: sweep.code_version(m) for m in ("stair", "bpr")}
+    real = sweep._source
+    for module, changed in (("stair_pyg.optim.stepwise_adamw", {"stair"}),  # STAIR's optimizer
+                            ("stair_pyg.nn._numba_kernels", {"stair", "bpr"})):  # shared code
+        monkeypatch.setattr(sweep, "_source", lambda m, edited=module: real(m) + (
+            b"# edited" if m == edited else b""))
+        after = {m: sweep.code_version(m) for m in ("stair", "bpr")}
+        assert {m for m in after if after[m] != before[m]} == changed, module
+    monkeypatch.setattr(sweep, "_source", real)
+    assert sweep.code_version("stair") == before["stair"]
+
+
 def test_sweep_grid_values_split_outside_brackets(bench_script):
     sweep = bench_script("sweep")
     assert sweep.split_values("1,{text: 5, genre: 1},[1, 2]") == [
