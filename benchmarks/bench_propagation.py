@@ -300,7 +300,7 @@ def kernel_steps(ds: Any, args: argparse.Namespace, device: torch.device) -> Lis
     import time
 
     from stair_pyg.nn.cpu_kernel import set_cpu_kernel
-    from stair_pyg.profiling.bench import build, stepper
+    from stair_pyg.profiling.bench import Stepper, build
     from stair_pyg.train import Trainer, seed_everything
 
     settings = argparse.Namespace(embedding_dim=args.channels, num_layers=args.num_layers,
@@ -316,7 +316,7 @@ def kernel_steps(ds: Any, args: argparse.Namespace, device: torch.device) -> Lis
         trainer = Trainer(model, ds, {"device": str(device), "batch_size": args.batch_size,
                                       "lr": 1e-3, "seed": 0}, progress=False,
                           model_name=model_name)
-        step = stepper(trainer, args.batch_size)
+        step = Stepper(trainer, args.batch_size)
         seconds: Dict[str, List[float]] = {"numba": [], "numba, no prefetch": [], "torch": []}
 
         def arm(kernel: str) -> contextlib.AbstractContextManager:
@@ -334,6 +334,7 @@ def kernel_steps(ds: Any, args: argparse.Namespace, device: torch.device) -> Lis
                 order = list(seconds)[r % 3:] + list(seconds)[:r % 3]  # each arm first in turn
                 for kernel in (order if r % 2 == 0 else order[::-1]):
                     with arm(kernel):
+                        step.new_epoch()  # the timed steps slice one epoch's draw, untimed
                         start = time.perf_counter()
                         for _ in range(args.step_batches):
                             step()

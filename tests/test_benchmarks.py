@@ -194,6 +194,36 @@ def test_propagation_quick(tmp_path):
         assert _positive(r["numba_no_prefetch_s"]) and _positive(r["prefetch_speedup"])
 
 
+def test_profile_stepper_draws_an_epoch_at_once_as_the_trainer_does():
+    # The profile times what training runs: one draw of the negatives for a whole epoch, each
+    # batch a slice of it; a step past the last batch draws the next epoch first.
+    from stair_pyg.profiling.bench import Stepper, synthetic_graph
+    from stair_pyg.train import Trainer, build_model
+
+    ds = synthetic_graph(1500, seed=0)
+    model = build_model({"name": "bpr", "embedding_dim": 8}, ds.data, device="cpu")
+    trainer = Trainer(model, ds, {"device": "cpu", "batch_size": 256, "seed": 0},
+                      progress=False, model_name="bpr")
+    draws, batches = [], []
+    sample, train_step = trainer.sampler.sample, trainer.train_step
+    trainer.sampler.sample = lambda users, gen=None: draws.append(users.numel()) or sample(
+        users, gen)
+    trainer.train_step = lambda u, p, n: batches.append((u, p)) or train_step(u, p, n)
+    step = Stepper(trainer, 256)
+    pairs = trainer.train_pairs
+    num_batches = -(-pairs.size(1) // 256)
+    step.new_epoch()
+    for _ in range(num_batches):
+        step()
+    assert draws == [pairs.size(1)]  # one draw for the whole epoch
+    assert [u.numel() for u, _ in batches[:-1]] == [256] * (num_batches - 1)
+    drawn = torch.stack([torch.cat([u for u, _ in batches]), torch.cat([p for _, p in batches])])
+    key = lambda e: sorted((e[0] * 10 ** 6 + e[1]).tolist())  # noqa: E731
+    assert key(drawn) == key(pairs)  # every training pair once
+    step()
+    assert draws == [pairs.size(1)] * 2
+
+
 def test_modality_quick(tmp_path):
     out = tmp_path / "mod"
     _run("bench_modality.py", "--quick", "--out", str(out))

@@ -4,7 +4,8 @@ r"""Time and memory of every model on one dataset, phase by phase, side by side 
 Every model of :data:`~stair_pyg.models.MODELS` (but the content-only ablation) and PyG's own
 :class:`torch_geometric.nn.models.LightGCN` as shipped (:class:`PyGLightGCN`) is built by
 :func:`stair_pyg.train.build_model` and trained by the :class:`~stair_pyg.train.Trainer`'s own
-step, timed in four phases: negative **sampling**, **forward** (``model.recommendation_loss``),
+step, timed in four phases: negative **sampling** (an epoch's triples drawn at once, as the
+trainer draws them, and each batch's slice of them), **forward** (``model.recommendation_loss``),
 **backward** (the rest of ``train_step``: ``zero_grad`` and ``backward``) and
 optimizer **step**; plus ``pre_epoch``. Warm-up batches are excluded, the median of ``--repeats``
 is kept, and ``--max-batches`` times a subset of the epoch and extrapolates. One full-ranking
@@ -23,7 +24,7 @@ import sys
 import time
 import traceback
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 import torch
 
@@ -200,51 +201,65 @@ def build(name: str, data, args: argparse.Namespace) -> torch.nn.Module:
                        device=resolve_device(args.device))
 
 
-def stepper(trainer, batch_size: int):
+class Stepper:
     r"""``step(timer)``: one :meth:`Trainer.train_step` on the next batch of a shuffled epoch,
     ``sampling``, ``train_step``, ``forward`` and ``step`` (through the optimizer's step hooks)
-    timed by :obj:`timer` (:obj:`None`: untimed)."""
-    model, pairs, gen = trainer.model, trainer.train_pairs, trainer.generator
-    negatives = getattr(model, "sample_negatives", trainer.sampler.sample)
-    current: List[Optional[M.PhaseTimer]] = [None]
-    loss = model.recommendation_loss
+    timed by :obj:`timer` (:obj:`None`: untimed).
 
-    def timed_loss(*batch):
-        if current[0] is None:
-            return loss(*batch)
-        with current[0].phase("forward"):
-            return loss(*batch)
+    An epoch's triples are drawn at once, as :meth:`Trainer.train_epoch` draws them (one
+    permutation, one call of the negative sampler for every pair, one transfer to the device),
+    by :meth:`new_epoch`, which a caller times on its own: a batch's ``sampling`` is then only
+    its slice of the epoch. A step past the epoch's last batch draws the next epoch first."""
 
-    def hook(action: str):
-        def run(*_):
-            if current[0] is not None:
-                getattr(current[0], action)("step")
-        return run
+    def __init__(self, trainer, batch_size: int):
+        self.trainer, self.batch_size = trainer, batch_size
+        model = trainer.model
+        self._negatives = getattr(model, "sample_negatives", trainer.sampler.sample)
+        self._timer: Optional[M.PhaseTimer] = None
+        self._batches: Iterator[List[torch.Tensor]] = iter(())
+        loss = model.recommendation_loss
 
-    model.recommendation_loss = timed_loss
-    trainer.optimizer.register_step_pre_hook(hook("start"))
-    trainer.optimizer.register_step_post_hook(hook("stop"))
+        def timed_loss(*batch):
+            if self._timer is None:
+                return loss(*batch)
+            with self._timer.phase("forward"):
+                return loss(*batch)
 
-    def batches():
-        while True:
-            perm = torch.randperm(pairs.size(1), generator=gen)
-            for b in range(0, perm.numel(), batch_size):
-                users, pos = pairs[0, perm[b:b + batch_size]], pairs[1, perm[b:b + batch_size]]
-                yield [t.to(trainer.device) for t in (users, pos, negatives(users, gen))]
+        def hook(action: str):
+            def run(*_):
+                if self._timer is not None:
+                    getattr(self._timer, action)("step")
+            return run
 
-    stream = batches()
+        model.recommendation_loss = timed_loss
+        trainer.optimizer.register_step_pre_hook(hook("start"))
+        trainer.optimizer.register_step_post_hook(hook("stop"))
 
-    def step(timer: Optional[M.PhaseTimer] = None) -> None:
-        current[0] = timer
+    def new_epoch(self) -> None:
+        r"""Draws the next epoch's shuffled ``(users, positives, negatives)``."""
+        trainer, pairs, gen = self.trainer, self.trainer.train_pairs, self.trainer.generator
+        perm = torch.randperm(pairs.size(1), generator=gen)
+        users, pos = pairs[0, perm], pairs[1, perm]
+        epoch = [t.to(trainer.device) for t in (users, pos, self._negatives(users, gen))]
+        self._batches = ([t[b:b + self.batch_size] for t in epoch]
+                         for b in range(0, perm.numel(), self.batch_size))
+
+    def _next_batch(self) -> List[torch.Tensor]:
+        batch = next(self._batches, None)
+        if batch is None:
+            self.new_epoch()
+            batch = next(self._batches)
+        return batch
+
+    def __call__(self, timer: Optional[M.PhaseTimer] = None) -> None:
+        self._timer = timer
         if timer is None:
-            trainer.train_step(*next(stream))
+            self.trainer.train_step(*self._next_batch())
             return
         with timer.phase("sampling"):
-            batch = next(stream)
+            batch = self._next_batch()
         with timer.phase("train_step"):
-            trainer.train_step(*batch)
-
-    return step
+            self.trainer.train_step(*batch)
 
 
 def _phases(totals: Dict[str, float]) -> Dict[str, float]:
@@ -298,7 +313,7 @@ def profile_model(name: str, ds, args: argparse.Namespace, device: torch.device,
         M.synchronize(device)
         rec["build_s"] = time.perf_counter() - t0
         rec["parameters"] = count_parameters(model)
-        step = stepper(trainer, args.batch_size)
+        step = Stepper(trainer, args.batch_size)
         nb = math.ceil(ds.splits.train.size(1) / args.batch_size)
         timed = min(nb, args.max_batches or nb)
         repeats = max(1, args.repeats)
@@ -306,6 +321,7 @@ def profile_model(name: str, ds, args: argparse.Namespace, device: torch.device,
                    warmup_batches=args.warmup, extrapolated=timed < nb)
         model.train()
         model.pre_epoch(0)
+        step.new_epoch()
         for _ in range(args.warmup):
             step()
         M.synchronize(device)
@@ -313,10 +329,15 @@ def profile_model(name: str, ds, args: argparse.Namespace, device: torch.device,
         pre_epoch_s: List[float] = []
         for r in range(repeats):
             pre_epoch_s.append(M.time_call(lambda: model.pre_epoch(r + 1), device, 1, 0))
+            # The epoch's draw, once (the timed batches, at most an epoch, slice it): its time
+            # joins the batches' sampling at 1 / scale, so that it counts once in the epoch.
+            draw_s = M.time_call(step.new_epoch, device, 1, 0)
             timer = M.PhaseTimer(device)
             for _ in range(timed):
                 step(timer)
-            per_repeat.append(_phases(timer.totals()))
+            phases = _phases(timer.totals())
+            phases["sampling"] += draw_s * timed / nb
+            per_repeat.append(phases)
         per_repeat.sort(key=lambda t: sum(t.values()))  # the median repeat: its phases add up
         scale = nb / timed
         rec["phase_s"] = {p: v * scale for p, v in per_repeat[len(per_repeat) // 2].items()}
