@@ -206,15 +206,15 @@ class Stepper:
     ``sampling``, ``train_step``, ``forward`` and ``step`` (through the optimizer's step hooks)
     timed by :obj:`timer` (:obj:`None`: untimed).
 
-    An epoch's triples are drawn at once, as :meth:`Trainer.train_epoch` draws them (one
-    permutation, one call of the negative sampler for every pair, one transfer to the device),
-    by :meth:`new_epoch`, which a caller times on its own: a batch's ``sampling`` is then only
-    its slice of the epoch. A step past the epoch's last batch draws the next epoch first."""
+    An epoch's triples are drawn at once by :meth:`Trainer.draw_epoch`, as
+    :meth:`Trainer.train_epoch` draws them, in :meth:`new_epoch`, which a caller times on its
+    own: a batch's ``sampling`` is then only its slice of the epoch. A step past the epoch's
+    last batch draws the next epoch first."""
 
     def __init__(self, trainer, batch_size: int):
         self.trainer, self.batch_size = trainer, batch_size
         model = trainer.model
-        self._negatives = getattr(model, "sample_negatives", trainer.sampler.sample)
+        self._negatives = getattr(model, "sample_negatives", None)  # None: the trainer's
         self._timer: Optional[M.PhaseTimer] = None
         self._batches: Iterator[List[torch.Tensor]] = iter(())
         loss = model.recommendation_loss
@@ -236,13 +236,11 @@ class Stepper:
         trainer.optimizer.register_step_post_hook(hook("stop"))
 
     def new_epoch(self) -> None:
-        r"""Draws the next epoch's shuffled ``(users, positives, negatives)``."""
-        trainer, pairs, gen = self.trainer, self.trainer.train_pairs, self.trainer.generator
-        perm = torch.randperm(pairs.size(1), generator=gen)
-        users, pos = pairs[0, perm], pairs[1, perm]
-        epoch = [t.to(trainer.device) for t in (users, pos, self._negatives(users, gen))]
+        r"""Draws the next epoch's shuffled ``(users, positives, negatives)``
+        (:meth:`Trainer.draw_epoch`)."""
+        epoch = self.trainer.draw_epoch(self._negatives)
         self._batches = ([t[b:b + self.batch_size] for t in epoch]
-                         for b in range(0, perm.numel(), self.batch_size))
+                         for b in range(0, epoch[0].numel(), self.batch_size))
 
     def _next_batch(self) -> List[torch.Tensor]:
         batch = next(self._batches, None)

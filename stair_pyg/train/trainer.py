@@ -37,7 +37,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -233,10 +233,7 @@ class Trainer:
         self.model.train()
         self.model.pre_epoch(epoch)
         num_edges = self.train_pairs.size(1)
-        perm = torch.randperm(num_edges, generator=self.generator)
-        users, pos = self.train_pairs[0, perm], self.train_pairs[1, perm]
-        neg = self.sampler.sample(users, self.generator)
-        users, pos, neg = (t.to(self.device) for t in (users, pos, neg))  # one transfer per epoch
+        users, pos, neg = self.draw_epoch()
         batch_size = self.cfg.batch_size
         num_batches = (num_edges + batch_size - 1) // batch_size
         total = torch.zeros((), dtype=torch.float64, device=self.device)
@@ -266,6 +263,17 @@ class Trainer:
         finally:
             bar.close()
         return float(total) / max(num_edges, 1)
+
+    def draw_epoch(self, negatives: Optional[Callable[..., Tensor]] = None
+                   ) -> Tuple[Tensor, Tensor, Tensor]:
+        r"""An epoch's shuffled training triples ``(users, positives, negatives)`` on the
+        device: one permutation of the training pairs, one draw of negatives for all of them
+        (by :obj:`negatives`, ``(users, generator) -> items``; default: the trainer's
+        :class:`~stair_pyg.train.sampling.NegativeSampler`), one transfer."""
+        perm = torch.randperm(self.train_pairs.size(1), generator=self.generator)
+        users, pos = self.train_pairs[0, perm], self.train_pairs[1, perm]
+        neg = (negatives or self.sampler.sample)(users, self.generator)
+        return tuple(t.to(self.device) for t in (users, pos, neg))  # type: ignore[return-value]
 
     def train_step(self, users: Tensor, pos_items: Tensor, neg_items: Tensor) -> Tensor:
         r"""One optimizer step on a batch of ``(user, positive, negative)`` triples; returns the
