@@ -52,8 +52,9 @@ torch's product (``benchmarks/profile_models.py``, the two alternated over two r
 thread its training steps were 1.24-1.51x faster (``benchmarks/bench_propagation.py``). Before
 the prefetching it was a wash on two threads, and ``"auto"`` kept torch's product there. On a
 2-core Intel Xeon with AVX-512, torch's product (MKL's) was faster alone, 7.4 against 10.2 ns a
-non-zero on ``scientific``, but inside training steps the numba kernel still led: 1.20x (STAIR)
-and 1.18x (LightGCN) on ``scientific``, 1.24x and 0.94x on ``sports`` with two threads.
+non-zero on ``scientific``, but inside training steps the numba kernel led in three of four
+cases: 1.20x (STAIR) and 1.18x (LightGCN) on ``scientific``, 1.24x (STAIR) on ``sports`` with two
+threads, where LightGCN's steps were 0.94x (torch's product ahead).
 """
 from __future__ import annotations
 
